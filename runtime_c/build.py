@@ -1,0 +1,48 @@
+"""cffi build of the C runtime into wasm_aot._runtime (run by setup.py at install)."""
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+from cffi import FFI
+
+HERE = pathlib.Path(__file__).resolve().parent
+_spec = importlib.util.spec_from_file_location("_wa_abi", HERE.parent / "wasm_aot" / "abi.py")
+abi = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(abi)
+
+DECLS = abi.c_declarations()
+
+CDEF = DECLS + """
+extern "Python" int wa_py_host_call(void *handle, uint8_t *slots);
+
+int wa_install_handlers(void);
+int wa_register_code(void *addr);
+void *wa_dlopen(const char *path);
+void *wa_dlsym(void *handle, const char *name);
+const char *wa_dlerror(void);
+uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
+                   uintptr_t *frames, uint32_t *nframes);
+void *wa_host_call_ptr(void);
+const void *wa_rt_ptr(void);
+wa_memory *wa_memory_new(uint32_t min_pages, uint64_t max_pages, int guarded);
+void wa_memory_free(wa_memory *m);
+uint32_t wa_memory_grow(wa_memory *m, uint32_t delta);
+wa_table *wa_table_new(uint32_t min, uint32_t max, uint32_t kind);
+void wa_table_free(wa_table *t);
+uint32_t wa_table_grow(wa_table *t, void *init, uint32_t delta);
+int wa_init_memory(wa_memory *m, uint64_t d, const uint8_t *src, uint64_t n);
+int wa_init_table(wa_table *t, uint64_t d, void **items, uint64_t n);
+"""
+
+ffibuilder = FFI()
+ffibuilder.cdef(CDEF)
+ffibuilder.set_source(
+    "wasm_aot._runtime",
+    "#include <stdint.h>\n" + DECLS + "\n" + (HERE / "runtime.c").read_text(),
+    extra_compile_args=["-O2", "-fno-omit-frame-pointer", "-Wall"],
+    libraries=["dl", "pthread"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,403 @@
+/* wasm-aot C runtime: memories, tables, entry into wasm and trap delivery.
+ *
+ * The structure declarations (wa_ctx, wa_memory, ...) come from wasm_aot/abi.py, pasted in
+ * front of this file by build.py, so generated code, this file and the loader share one layout.
+ *
+ * Traps: wa_invoke() sigsetjmps before entering wasm; a trap (an explicit check in generated
+ * code calling rt->trap, a host function's failure, or a fault that the signal handler claims)
+ * siglongjmps back to it.  Nothing longjmps over a Python frame: a host function's exception is
+ * turned into a return code by the cffi callback, and only then does C raise the trap.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <link.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#define WA_TRAP_UNREACHABLE 1
+#define WA_TRAP_MEMORY_OOB 5
+#define WA_TRAP_STACK_OVERFLOW 9
+#define WA_TRAP_HOST 10
+#define WA_TRAP_TABLE_OOB 11
+#define WA_PAGE 65536ull
+#define WA_MAX_FRAMES 64
+
+/* Room left below the wasm stack limit for the runtime, a host call back into Python and the
+ * signal handler. */
+#define WA_STACK_MARGIN (256 * 1024)
+
+static int wa_py_host_call(void *handle, uint8_t *slots); /* defined by cffi (extern "Python") */
+
+/* ---------- per-thread entry state ---------- */
+
+typedef struct wa_entry {
+    sigjmp_buf jb;
+    struct wa_entry *prev;
+    uint32_t code;
+    uint32_t nframes;
+    uintptr_t frames[WA_MAX_FRAMES];
+} wa_entry;
+
+static __thread wa_entry *cur_entry;
+static __thread uintptr_t thread_stack_low, thread_stack_high, thread_limit;
+static __thread int thread_altstack_done;
+
+/* ---------- code ranges: the signal handler claims only faults inside them ---------- */
+
+#define WA_MAX_RANGES 8192
+static uintptr_t range_lo[WA_MAX_RANGES], range_hi[WA_MAX_RANGES];
+static volatile int nranges;
+static pthread_mutex_t range_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int pc_in_wasm(uintptr_t pc) {
+    int n = nranges;
+    for (int i = 0; i < n; i++)
+        if (pc >= range_lo[i] && pc < range_hi[i]) return 1;
+    return 0;
+}
+
+struct find_obj { uintptr_t addr; int found; };
+
+static int add_exec_segments(struct dl_phdr_info *info, size_t size, void *data) {
+    struct find_obj *f = data;
+    (void)size;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+        if (ph->p_type == PT_LOAD && f->addr >= lo && f->addr < hi) {
+            for (int j = 0; j < info->dlpi_phnum; j++) {
+                const ElfW(Phdr) *q = &info->dlpi_phdr[j];
+                if (q->p_type != PT_LOAD || !(q->p_flags & PF_X)) continue;
+                if (nranges < WA_MAX_RANGES) {
+                    range_lo[nranges] = info->dlpi_addr + q->p_vaddr;
+                    range_hi[nranges] = range_lo[nranges] + q->p_memsz;
+                    __atomic_store_n(&nranges, nranges + 1, __ATOMIC_RELEASE);
+                }
+            }
+            f->found = 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Registers the executable segments of the loaded object containing `addr`. */
+int wa_register_code(void *addr) {
+    struct find_obj f = {(uintptr_t)addr, 0};
+    pthread_mutex_lock(&range_lock);
+    for (int i = 0; i < nranges; i++)
+        if (f.addr >= range_lo[i] && f.addr < range_hi[i]) { pthread_mutex_unlock(&range_lock); return 0; }
+    dl_iterate_phdr(add_exec_segments, &f);
+    pthread_mutex_unlock(&range_lock);
+    return f.found ? 0 : -1;
+}
+
+void *wa_dlopen(const char *path) { return dlopen(path, RTLD_NOW | RTLD_LOCAL); }
+void *wa_dlsym(void *handle, const char *name) { return dlsym(handle, name); }
+const char *wa_dlerror(void) { const char *e = dlerror(); return e ? e : "unknown dlopen error"; }
+
+/* ---------- traps ---------- */
+
+/* Walks the frame-pointer chain from `fp`, keeping the return addresses that are in wasm code,
+ * up to the entry's own frame. Generated code keeps frame pointers for this. */
+static void record_frames(wa_entry *e, uintptr_t pc, uintptr_t fp) {
+    uint32_t n = 0;
+    if (pc && pc_in_wasm(pc)) e->frames[n++] = pc;
+    uintptr_t stop = (uintptr_t)e;
+    while (n < WA_MAX_FRAMES && fp && !(fp & 7) && fp >= thread_stack_low && fp < stop) {
+        uintptr_t ret = ((uintptr_t *)fp)[1];
+        uintptr_t next = ((uintptr_t *)fp)[0];
+        if (pc_in_wasm(ret)) e->frames[n++] = ret;
+        if (next <= fp) break;
+        fp = next;
+    }
+    e->nframes = n;
+}
+
+static void __attribute__((noreturn)) raise_trap(uint32_t code, uintptr_t pc, uintptr_t fp) {
+    wa_entry *e = cur_entry;
+    if (!e) abort(); /* a trap with no wasm entry on this thread: a runtime bug */
+    e->code = code;
+    record_frames(e, pc, fp);
+    siglongjmp(e->jb, 1);
+}
+
+static void __attribute__((noreturn, noinline)) rt_trap(wa_ctx *ctx, uint32_t code) {
+    (void)ctx;
+    raise_trap(code, 0, (uintptr_t)__builtin_frame_address(0));
+}
+
+static struct sigaction prev_action[32];
+static int handlers_installed;
+
+static void chain(int sig, siginfo_t *si, void *uctx) {
+    struct sigaction *p = &prev_action[sig];
+    if (p->sa_flags & SA_SIGINFO) {
+        if (p->sa_sigaction) { p->sa_sigaction(sig, si, uctx); return; }
+    } else if (p->sa_handler == SIG_IGN) {
+        return;
+    } else if (p->sa_handler != SIG_DFL && p->sa_handler) {
+        p->sa_handler(sig);
+        return;
+    }
+    /* default action: restore it and let the fault happen again */
+    signal(sig, SIG_DFL);
+}
+
+static void on_fault(int sig, siginfo_t *si, void *uctx) {
+    ucontext_t *uc = uctx;
+#if defined(__x86_64__)
+    uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+    uintptr_t fp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP];
+#elif defined(__aarch64__)
+    uintptr_t pc = (uintptr_t)uc->uc_mcontext.pc;
+    uintptr_t fp = (uintptr_t)uc->uc_mcontext.regs[29];
+#else
+#error "unsupported architecture"
+#endif
+    if (cur_entry && pc_in_wasm(pc)) {
+        uint32_t code = WA_TRAP_MEMORY_OOB;
+        uintptr_t addr = (uintptr_t)si->si_addr;
+        /* a fault just below the stack limit is the guard page: the second line of defence */
+        if (sig == SIGSEGV && addr < thread_limit && addr + 2 * WA_STACK_MARGIN >= thread_limit)
+            code = WA_TRAP_STACK_OVERFLOW;
+        if (sig == SIGILL || sig == SIGTRAP) code = WA_TRAP_UNREACHABLE;
+        if (sig == SIGFPE) code = 2; /* integer divide by zero (explicit checks make this rare) */
+        raise_trap(code, pc, fp);
+    }
+    chain(sig, si, uctx);
+}
+
+/* Installs the fault handlers, chaining to whatever was there (faulthandler, for one). */
+int wa_install_handlers(void) {
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE};
+    if (handlers_installed) return 0;
+    for (unsigned i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_fault;
+        sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(sigs[i], &sa, &prev_action[sigs[i]]) != 0) return -1;
+    }
+    handlers_installed = 1;
+    return 0;
+}
+
+static void init_thread(void) {
+    pthread_attr_t attr;
+    void *addr;
+    size_t size;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        pthread_attr_getstack(&attr, &addr, &size);
+        pthread_attr_destroy(&attr);
+        thread_stack_low = (uintptr_t)addr;
+        thread_stack_high = (uintptr_t)addr + size;
+    } else {
+        uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+        thread_stack_low = here - (1u << 20);
+        thread_stack_high = here + 4096;
+    }
+    thread_limit = thread_stack_low + WA_STACK_MARGIN;
+    if (!thread_altstack_done) {
+        /* the guard page's fault must have a stack to run on */
+        stack_t old;
+        if (sigaltstack(NULL, &old) == 0 && (old.ss_flags & SS_DISABLE)) {
+            stack_t ss;
+            ss.ss_size = 64 * 1024;
+            ss.ss_sp = malloc(ss.ss_size);
+            ss.ss_flags = 0;
+            if (ss.ss_sp) sigaltstack(&ss, NULL);
+        }
+        thread_altstack_done = 1;
+    }
+}
+
+/* Calls `code(callee_ctx, args...)` through the per-signature trampoline, arguments and results
+ * in `slots`. Returns 0, or the trap code (with the wasm frames in *frames/*nframes). */
+uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
+                   uintptr_t *frames, uint32_t *nframes) {
+    wa_entry e;
+    uintptr_t *limitp = (uintptr_t *)callee_ctx; /* stack_limit is the first field of every ctx */
+    uintptr_t saved = *limitp;
+    uint32_t rc = 0;
+    if (!thread_limit) init_thread();
+    e.prev = cur_entry;
+    e.nframes = 0;
+    *limitp = thread_limit;
+    cur_entry = &e;
+    if (sigsetjmp(e.jb, 0) == 0) {
+        ((void (*)(void *, void *, uint8_t *))tramp)(callee_ctx, code, slots);
+    } else {
+        rc = e.code;
+        if (frames && nframes) {
+            memcpy(frames, e.frames, e.nframes * sizeof(uintptr_t));
+            *nframes = e.nframes;
+        }
+    }
+    cur_entry = e.prev;
+    *limitp = saved;
+    return rc;
+}
+
+/* ---------- host functions ---------- */
+
+static void host_call(wa_hostfunc *hf, uint8_t *slots) {
+    if (wa_py_host_call(hf->handle, slots) != 0)
+        raise_trap(WA_TRAP_HOST, 0, (uintptr_t)__builtin_frame_address(0));
+}
+
+void *wa_host_call_ptr(void) { return (void *)host_call; }
+
+/* ---------- memories ---------- */
+
+wa_memory *wa_memory_new(uint32_t min_pages, uint64_t max_pages, int guarded) {
+    wa_memory *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    uint64_t reserve = guarded ? (8ull << 30) + WA_PAGE : max_pages * WA_PAGE;
+    if (reserve == 0) reserve = WA_PAGE; /* keep a unique, faulting base even for 0 pages */
+    void *p = mmap(NULL, reserve, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) { free(m); return NULL; }
+    if (min_pages && mprotect(p, (uint64_t)min_pages * WA_PAGE, PROT_READ | PROT_WRITE) != 0) {
+        munmap(p, reserve);
+        free(m);
+        return NULL;
+    }
+    m->base = p;
+    m->size = (uint64_t)min_pages * WA_PAGE;
+    m->max_pages = max_pages;
+    m->reserved = reserve;
+    return m;
+}
+
+void wa_memory_free(wa_memory *m) {
+    if (!m) return;
+    munmap(m->base, m->reserved);
+    free(m);
+}
+
+/* Returns the old size in pages, or -1 (as uint32) when the memory cannot grow. */
+uint32_t wa_memory_grow(wa_memory *m, uint32_t delta) {
+    uint64_t old = m->size / WA_PAGE, new_pages = old + delta;
+    if (new_pages > m->max_pages || new_pages * WA_PAGE > m->reserved) return UINT32_MAX;
+    if (delta && mprotect(m->base + m->size, (uint64_t)delta * WA_PAGE, PROT_READ | PROT_WRITE) != 0)
+        return UINT32_MAX;
+    __atomic_store_n(&m->size, new_pages * WA_PAGE, __ATOMIC_RELEASE);
+    return (uint32_t)old;
+}
+
+/* ---------- tables ---------- */
+
+wa_table *wa_table_new(uint32_t min, uint32_t max, uint32_t kind) {
+    wa_table *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->elems = calloc(min ? min : 1, sizeof(void *));
+    if (!t->elems) { free(t); return NULL; }
+    t->size = t->capacity = min;
+    t->max = max;
+    t->kind = kind;
+    return t;
+}
+
+void wa_table_free(wa_table *t) {
+    if (!t) return;
+    free(t->elems);
+    free(t);
+}
+
+uint32_t wa_table_grow(wa_table *t, void *init, uint32_t delta) {
+    uint64_t old = t->size, n = old + delta;
+    if (n > t->max || n > UINT32_MAX) return UINT32_MAX;
+    if (n > t->capacity) {
+        uint64_t cap = t->capacity * 2 > n ? t->capacity * 2 : n;
+        if (cap > t->max) cap = t->max;
+        void **e = realloc(t->elems, cap * sizeof(void *));
+        if (!e) return UINT32_MAX;
+        t->elems = e;
+        t->capacity = (uint32_t)cap;
+    }
+    for (uint64_t i = old; i < n; i++) t->elems[i] = init;
+    t->size = (uint32_t)n;
+    return (uint32_t)old;
+}
+
+/* ---------- helpers called from generated code through ctx->rt ---------- */
+
+#define CHECK_RANGE(off, n, size, code) \
+    do { if ((uint64_t)(off) + (uint64_t)(n) > (uint64_t)(size)) rt_trap(ctx, code); } while (0)
+
+static uint32_t rt_memory_grow(wa_ctx *ctx, uint32_t delta) { return wa_memory_grow(ctx->mem0, delta); }
+
+static void rt_memory_fill(wa_ctx *ctx, uint32_t d, uint32_t val, uint32_t n) {
+    CHECK_RANGE(d, n, ctx->mem0->size, WA_TRAP_MEMORY_OOB);
+    memset(ctx->mem0_base + d, (int)val, n);
+}
+
+static void rt_memory_copy(wa_ctx *ctx, uint32_t d, uint32_t s, uint32_t n) {
+    uint64_t size = ctx->mem0->size;
+    CHECK_RANGE(d, n, size, WA_TRAP_MEMORY_OOB);
+    CHECK_RANGE(s, n, size, WA_TRAP_MEMORY_OOB);
+    memmove(ctx->mem0_base + d, ctx->mem0_base + s, n);
+}
+
+static void rt_memory_init(wa_ctx *ctx, uint32_t seg, uint32_t d, uint32_t s, uint32_t n) {
+    CHECK_RANGE(s, n, ctx->data_sizes[seg], WA_TRAP_MEMORY_OOB);
+    CHECK_RANGE(d, n, ctx->mem0->size, WA_TRAP_MEMORY_OOB);
+    if (n) memcpy(ctx->mem0_base + d, ctx->data_ptrs[seg] + s, n);
+}
+
+static void rt_data_drop(wa_ctx *ctx, uint32_t seg) { ctx->data_sizes[seg] = 0; }
+
+static uint32_t rt_table_grow(wa_ctx *ctx, uint32_t t, void *init, uint32_t delta) {
+    return wa_table_grow(ctx->tables[t], init, delta);
+}
+
+static void rt_table_fill(wa_ctx *ctx, uint32_t t, uint32_t d, void *val, uint32_t n) {
+    wa_table *tab = ctx->tables[t];
+    CHECK_RANGE(d, n, tab->size, WA_TRAP_TABLE_OOB);
+    for (uint32_t i = 0; i < n; i++) tab->elems[d + i] = val;
+}
+
+static void rt_table_copy(wa_ctx *ctx, uint32_t dt, uint32_t st, uint32_t d, uint32_t s, uint32_t n) {
+    wa_table *dst = ctx->tables[dt], *src = ctx->tables[st];
+    CHECK_RANGE(d, n, dst->size, WA_TRAP_TABLE_OOB);
+    CHECK_RANGE(s, n, src->size, WA_TRAP_TABLE_OOB);
+    memmove(dst->elems + d, src->elems + s, (size_t)n * sizeof(void *));
+}
+
+static void rt_table_init(wa_ctx *ctx, uint32_t t, uint32_t seg, uint32_t d, uint32_t s, uint32_t n) {
+    wa_table *tab = ctx->tables[t];
+    CHECK_RANGE(s, n, ctx->elem_sizes[seg], WA_TRAP_TABLE_OOB);
+    CHECK_RANGE(d, n, tab->size, WA_TRAP_TABLE_OOB);
+    if (n) memcpy(tab->elems + d, ctx->elem_items[seg] + s, (size_t)n * sizeof(void *));
+}
+
+static void rt_elem_drop(wa_ctx *ctx, uint32_t seg) { ctx->elem_sizes[seg] = 0; }
+
+static const wa_rt the_rt = {
+    rt_trap, rt_memory_grow, rt_memory_fill, rt_memory_copy, rt_memory_init, rt_data_drop,
+    rt_table_grow, rt_table_fill, rt_table_copy, rt_table_init, rt_elem_drop,
+};
+
+const void *wa_rt_ptr(void) { return &the_rt; }
+
+/* Instantiation-time segment copies, with the same bounds rules as memory.init / table.init. */
+int wa_init_memory(wa_memory *m, uint64_t d, const uint8_t *src, uint64_t n) {
+    if (d + n > m->size) return -1;
+    if (n) memcpy(m->base + d, src, n);
+    return 0;
+}
+
+int wa_init_table(wa_table *t, uint64_t d, void **items, uint64_t n) {
+    if (d + n > t->size) return -1;
+    if (n) memcpy(t->elems + d, items, n * sizeof(void *));
+    return 0;
+}

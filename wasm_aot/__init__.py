@@ -1,0 +1,13 @@
+"""wasm-aot: a WebAssembly ahead-of-time compiler and runtime.
+
+Importing this package, loading an artifact, instantiating and calling never import llvmlite;
+only compiling does (lazily).
+"""
+from __future__ import annotations
+
+from .errors import (ArtifactError, CompileError, Error, ExportNotFound, ExportWrongType, LinkError,
+                     ResolveError, SignatureError, Trap, TrapCode)
+from .types import (EXTERNREF, F32, F64, FUNCREF, I32, I64, V128, ExportType, FuncType, GlobalType,
+                    ImportType, Limits, MemoryType, TableType, Value, ValType)
+
+__version__ = "0.1.0"

@@ -1,0 +1,178 @@
+"""Public wasm types and values (API.md). Shared by the decoder, the compiler and the loader."""
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+
+class ValType(enum.Enum):
+    """A wasm value type; the value is its binary encoding byte."""
+
+    I32 = 0x7F
+    I64 = 0x7E
+    F32 = 0x7D
+    F64 = 0x7C
+    V128 = 0x7B
+    FUNCREF = 0x70
+    EXTERNREF = 0x6F
+
+    @property
+    def is_ref(self) -> bool:
+        return self in (ValType.FUNCREF, ValType.EXTERNREF)
+
+    @property
+    def is_num(self) -> bool:
+        return not self.is_ref
+
+    def __repr__(self) -> str:
+        return f"wa.{self.name}"
+
+    __str__ = lambda self: self.name.lower()  # noqa: E731  (as in the text format)
+
+
+I32, I64, F32, F64, V128 = ValType.I32, ValType.I64, ValType.F32, ValType.F64, ValType.V128
+FUNCREF, EXTERNREF = ValType.FUNCREF, ValType.EXTERNREF
+
+
+@dataclass(frozen=True)
+class FuncType:
+    params: tuple[ValType, ...]
+    results: tuple[ValType, ...]
+
+    def __init__(self, params: Iterable[ValType] = (), results: Iterable[ValType] = ()) -> None:
+        object.__setattr__(self, "params", tuple(params))
+        object.__setattr__(self, "results", tuple(results))
+
+    def __str__(self) -> str:
+        p = ", ".join(map(str, self.params))
+        r = ", ".join(map(str, self.results))
+        return f"({p}) -> ({r})"
+
+    def __repr__(self) -> str:
+        return f"FuncType([{', '.join(map(repr, self.params))}], [{', '.join(map(repr, self.results))}])"
+
+
+@dataclass(frozen=True)
+class Limits:
+    min: int
+    max: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.min}..{'' if self.max is None else self.max}"
+
+
+@dataclass(frozen=True)
+class MemoryType:
+    limits: Limits
+
+    def __str__(self) -> str:
+        return f"memory {self.limits}"
+
+
+@dataclass(frozen=True)
+class TableType:
+    elem: ValType
+    limits: Limits
+
+    def __str__(self) -> str:
+        return f"table {self.limits} {self.elem}"
+
+
+@dataclass(frozen=True)
+class GlobalType:
+    valtype: ValType
+    mutable: bool = False
+
+    def __str__(self) -> str:
+        return f"global {'mut ' if self.mutable else ''}{self.valtype}"
+
+
+ExternType = FuncType | MemoryType | TableType | GlobalType
+
+
+@dataclass(frozen=True)
+class ImportType:
+    module: str
+    name: str
+    type: ExternType
+
+
+@dataclass(frozen=True)
+class ExportType:
+    name: str
+    type: ExternType
+
+
+_MASK = {I32: (1 << 32) - 1, I64: (1 << 64) - 1, F32: (1 << 32) - 1, F64: (1 << 64) - 1, V128: (1 << 128) - 1}
+
+
+def _signed(bits: int, width: int) -> int:
+    return bits - (1 << width) if bits >> (width - 1) else bits
+
+
+class Value:
+    """Exactly one wasm value. Numbers are kept as their bit pattern, so NaN payloads survive."""
+
+    __slots__ = ("type", "_bits", "_ref")
+
+    def __init__(self, valtype: ValType, x: Any) -> None:
+        self.type = valtype
+        self._ref = None
+        if valtype.is_ref:
+            self._bits = 0
+            self._ref = x
+        elif valtype is F32:
+            self._bits = struct.unpack("<I", struct.pack("<f", x))[0]
+        elif valtype is F64:
+            self._bits = struct.unpack("<Q", struct.pack("<d", x))[0]
+        else:
+            width = _MASK[valtype].bit_length()
+            if not isinstance(x, int) or isinstance(x, bool):
+                raise TypeError(f"{valtype} value must be an int, not {type(x).__name__}")
+            if not -(1 << (width - 1)) <= x < (1 << width):
+                raise ValueError(f"{x} does not fit in {valtype}")
+            self._bits = x & _MASK[valtype]
+
+    @classmethod
+    def from_bits(cls, valtype: ValType, bits: int) -> "Value":
+        if valtype.is_ref:
+            raise TypeError("references have no bit pattern")
+        v = cls.__new__(cls)
+        v.type, v._ref, v._bits = valtype, None, bits & _MASK[valtype]
+        return v
+
+    @property
+    def bits(self) -> int:
+        if self.type.is_ref:
+            raise TypeError("references have no bit pattern")
+        return self._bits
+
+    @property
+    def value(self) -> Any:
+        t = self.type
+        if t is I32:
+            return _signed(self._bits, 32)
+        if t is I64:
+            return _signed(self._bits, 64)
+        if t is F32:
+            return struct.unpack("<f", struct.pack("<I", self._bits))[0]
+        if t is F64:
+            return struct.unpack("<d", struct.pack("<Q", self._bits))[0]
+        if t is V128:
+            return self._bits
+        return self._ref
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Value):
+            return NotImplemented
+        if self.type.is_ref:
+            return other.type is self.type and self._ref is other._ref
+        return self.type is other.type and self._bits == other._bits
+
+    def __hash__(self) -> int:
+        return hash((self.type, self._bits, id(self._ref)))
+
+    def __repr__(self) -> str:
+        return f"Value({self.type!r}, {self.value!r})"
