@@ -11,3 +11,17 @@ from .types import (EXTERNREF, F32, F64, FUNCREF, I32, I64, V128, ExportType, Fu
                     ImportType, Limits, MemoryType, TableType, Value, ValType)
 
 __version__ = "0.1.0"
+
+from .compiler import compile
+from .loader.externs import Context, Function, Global, ImportObject, Memory, Table
+from .loader.frames import Frame
+from .loader.instance import Instance
+from .loader.module import Module, load
+
+__all__ = [
+    "ArtifactError", "CompileError", "Context", "EXTERNREF", "Error", "ExportNotFound", "ExportType",
+    "ExportWrongType", "F32", "F64", "FUNCREF", "Frame", "FuncType", "Function", "Global", "GlobalType",
+    "I32", "I64", "ImportObject", "ImportType", "Instance", "LinkError", "Limits", "Memory", "MemoryType",
+    "Module", "ResolveError", "SignatureError", "Table", "TableType", "Trap", "TrapCode", "V128", "Value",
+    "ValType", "compile", "load",
+]

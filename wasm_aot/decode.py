@@ -13,6 +13,7 @@ CompileError, so the loops need no bounds checks of their own (slices are checke
 """
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from . import ir
@@ -236,10 +237,18 @@ def _decode_instrs(data: bytes, pos: int) -> tuple[list[ir.Instr], int]:
             if not open_ifs:
                 return out, pos
         elif k == K_MEMARG:
-            align, pos = leb_u(data, pos)
-            if align >= 32:
-                raise _err(pos - 1, "malformed memop flags")
-            offset, pos = leb_u(data, pos)
+            align = data[pos]
+            if align < 0x20:  # fast path: one-byte alignment (and offset)
+                offset = data[pos + 1]
+                if offset < 0x80:
+                    pos += 2
+                else:
+                    offset, pos = leb_u(data, pos + 1)
+            else:
+                align, pos = leb_u(data, pos)
+                if align >= 32:
+                    raise _err(pos - 1, "malformed memop flags")
+                offset, pos = leb_u(data, pos)
             append((op, (align, offset), start))
         elif k == K_BLOCK:
             bt, pos = _block_type(data, pos)
@@ -518,12 +527,19 @@ _SECTIONS = {
 def decode(data: bytes) -> ir.Module:
     """Decode a binary module. Raises CompileError (and nothing else) on malformed input."""
     data = bytes(data)
+    # The decoder allocates hundreds of thousands of small tuples and no cycles: the cyclic GC
+    # would only rescan them again and again (it triples the decoding time of a big module).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     try:
         return _decode(data)
     except IndexError:
         raise CompileError(len(data), _EOF) from None
     except (RecursionError, MemoryError, OverflowError) as e:  # belt and braces: never escape raw
         raise CompileError(None, f"module too complex to decode: {type(e).__name__}") from None
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
 
 def _decode(data: bytes) -> ir.Module:

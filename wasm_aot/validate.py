@@ -8,6 +8,7 @@ offending index appended where there is one ("unknown local 3").
 """
 from __future__ import annotations
 
+import gc
 from typing import Sequence
 
 from . import ir
@@ -166,10 +167,15 @@ def _check_memory_limits(lim: Limits) -> None:
 
 def validate(module: ir.Module) -> None:
     """Raise CompileError if `module` is not valid; return None otherwise."""
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # control frames are lists: deep nesting would make the cyclic GC rescan them
     try:
         _validate(module)
     except (RecursionError, MemoryError) as e:  # belt and braces: never escape raw
         raise CompileError(None, f"module too complex to validate: {type(e).__name__}") from None
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
 
 def _validate(m: ir.Module) -> None:
@@ -328,8 +334,12 @@ class _FuncValidator:
                 for t in pops:
                     pop(t)
                 vals.extend(pushes)
-            elif op == END:
-                frame = self.pop_ctrl()
+            elif op == END:  # pop_ctrl, inlined
+                if frame[2]:
+                    self.pop_vals(frame[2])
+                if len(vals) != frame[3]:
+                    raise _err(pos, _MISMATCH)
+                ctrls.pop()
                 if frame[0] == IF and frame[1] != frame[2]:  # a missing else must map params to results
                     raise _err(pos, _MISMATCH)
                 vals.extend(frame[2])
@@ -337,6 +347,10 @@ class _FuncValidator:
                     break  # the function's own end (the decoder makes it the last instruction)
                 frame = ctrls[-1]
             elif op == BLOCK or op == LOOP or op == IF:
+                if imm is None and op != IF:  # the common empty block type: push_ctrl, inlined
+                    frame = [op, (), (), len(vals), False]
+                    ctrls.append(frame)
+                    continue
                 params, results = c.block_type(imm, pos)
                 if op == IF:
                     pop(I32)

@@ -1,0 +1,74 @@
+"""LLVM module -> optimised object -> shared object (the artifact)."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+import llvmlite.binding as llvm
+
+_initialized = False
+
+
+def _init() -> None:
+    global _initialized
+    if not _initialized:
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        _initialized = True
+
+
+def target_machine(cpu: str, opt_level: int) -> llvm.TargetMachine:
+    """cpu: 'native' (the host's CPU and features), 'generic' (the architecture's baseline) or a name."""
+    _init()
+    target = llvm.Target.from_default_triple()
+    if cpu == "native":
+        name, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+    elif cpu == "generic":
+        name, features = ("x86-64" if target.triple.startswith("x86_64") else "generic"), ""
+    else:
+        name, features = cpu, ""
+    return target.create_target_machine(cpu=name, features=features, opt=min(opt_level, 3), reloc="pic",
+                                        codemodel="default")
+
+
+# Frame pointers let a trap walk the wasm frames (Trap.frames); llvmlite cannot spell the string
+# attribute, so it is added to the text.
+_DEFINE = re.compile(r"^(define [^\n]*?)(\s*\{)?$", re.M)
+
+
+def add_frame_pointers(text: str) -> str:
+    return _DEFINE.sub(lambda m: m.group(1) + ' "frame-pointer"="all"' + (m.group(2) or ""), text)
+
+
+def optimise(mod: llvm.ModuleRef, tm: llvm.TargetMachine, opt_level: int) -> None:
+    if opt_level <= 0:
+        return
+    pto = llvm.create_pipeline_tuning_options(speed_level=min(opt_level, 3))
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(mod, pb)
+
+
+def link_shared(obj: bytes, out_path: str) -> None:
+    """Link one object into a shared object at out_path (written atomically)."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise RuntimeError("compiling needs a system C compiler/linker (cc) on PATH")
+    d = os.path.dirname(os.path.abspath(out_path))
+    with tempfile.TemporaryDirectory(prefix="wa-link-") as tmp:
+        o = os.path.join(tmp, "m.o")
+        with open(o, "wb") as f:
+            f.write(obj)
+        fd, tmp_so = tempfile.mkstemp(prefix=".wa-", suffix=".so", dir=d)
+        os.close(fd)
+        try:
+            r = subprocess.run([cc, "-shared", "-o", tmp_so, o, "-Wl,-z,noexecstack", "-Wl,-z,now",
+                                "-Wl,--build-id=none"], capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError(f"linking failed: {r.stderr.strip()}")
+            os.replace(tmp_so, out_path)
+        finally:
+            if os.path.exists(tmp_so):
+                os.unlink(tmp_so)

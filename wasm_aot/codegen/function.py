@@ -1,0 +1,575 @@
+"""Lowering of one wasm function body to LLVM IR.
+
+The wasm operand stack becomes a Python list of LLVM values. Block results, loop parameters and
+locals live in allocas that mem2reg/SROA turn into SSA values, which keeps branches simple: a
+branch stores the values its target expects, then jumps. Code after an unconditional branch is
+dead: it is skipped (only its block structure is followed) until the enclosing `end` or `else`.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from llvmlite import ir as ll
+
+from .. import abi, opcodes as op
+from ..errors import TrapCode
+from ..ir import Func
+from ..types import FuncType, ValType
+from .layout import (F32, F64, I1, I8, I32, I64, PTR, RT, RT_FNTYPE, STRUCT, VALTYPE, Callee,
+                     wasm_fntype, zero)
+from .numeric import NUMERIC
+
+if TYPE_CHECKING:
+    from .module import ModuleCodegen
+
+CTX = STRUCT["wa_ctx"]
+FUNCREF = STRUCT["wa_funcref"]
+TABLE = STRUCT["wa_table"]
+MEMORY = STRUCT["wa_memory"]
+
+
+class Frame:
+    __slots__ = ("kind", "params", "results", "target", "end_bb", "else_bb", "height", "slots",
+                 "param_slots", "used", "else_args")
+
+    def __init__(self, kind: str, params: tuple, results: tuple, height: int) -> None:
+        self.kind, self.params, self.results, self.height = kind, params, results, height
+        self.used = False  # some branch reaches end_bb
+        self.else_bb = None
+        self.else_args: list = []
+        self.param_slots: list = []
+        self.slots: list = []
+
+    @property
+    def branch_types(self) -> tuple:
+        return self.params if self.kind == "loop" else self.results
+
+    @property
+    def branch_slots(self) -> list:
+        return self.param_slots if self.kind == "loop" else self.slots
+
+
+class FuncCodegen:
+    def __init__(self, mc: "ModuleCodegen", index: int, func: Func) -> None:
+        self.mc = mc
+        self.index = index
+        self.func = func
+        self.ftype: FuncType = mc.wasm.types[func.type_idx]
+        self.fn: ll.Function = mc.funcs[index]
+        self.entry = self.fn.append_basic_block("entry")
+        self.b = ll.IRBuilder(self.entry)
+        self.ctx = self.fn.args[0]
+        self.stack: list[ll.Value] = []
+        self.frames: list[Frame] = []
+        self.trap_blocks: dict[TrapCode, ll.Block] = {}
+        self.dead = False
+        self.skip = 0  # nesting depth of blocks being skipped in dead code
+        self.rt: ll.Value | None = None
+
+    # ---- helpers used by numeric.py (its Fx interface) and below ----
+
+    def intrinsic(self, name: str, ret: ll.Type, args: list[ll.Type]) -> ll.Function:
+        return self.mc.intrinsic(name, ret, args)
+
+    def trap_if(self, cond: ll.Value, code: TrapCode) -> None:
+        cont = self.fn.append_basic_block()
+        br = self.b.cbranch(cond, self.trap_block(code), cont)
+        br.set_weights([1, 1 << 20])
+        self.b.position_at_end(cont)
+
+    def trap_block(self, code: TrapCode) -> ll.Block:
+        bb = self.trap_blocks.get(code)
+        if bb is None:
+            bb = self.trap_blocks[code] = self.fn.append_basic_block(f"trap.{code.name.lower()}")
+            here = self.b.block
+            self.b.position_at_end(bb)
+            self.call_rt("trap", [ll.Constant(I32, int(code))]).attributes.add("noreturn")
+            self.b.unreachable()
+            self.b.position_at_end(here)
+        return bb
+
+    def ctx_field(self, name: str, ty: ll.Type, ctx: ll.Value | None = None) -> ll.Value:
+        p = self.b.gep(ctx if ctx is not None else self.ctx,
+                       [ll.Constant(I32, 0), ll.Constant(I32, abi.field_index("wa_ctx", name))],
+                       inbounds=True, source_etype=CTX)
+        return self.b.load(p, typ=ty)
+
+    def field_ptr(self, struct: str, base: ll.Value, name: str) -> ll.Value:
+        return self.b.gep(base, [ll.Constant(I32, 0), ll.Constant(I32, abi.field_index(struct, name))],
+                          inbounds=True, source_etype=STRUCT[struct])
+
+    def call_rt(self, name: str, args: list[ll.Value]) -> ll.Instruction:
+        if self.rt is None:
+            # loaded in the entry block so every helper call shares it
+            here = self.b.block
+            self.b.position_at_start(self.entry)
+            self.rt = self.ctx_field("rt", PTR)
+            self.b.position_at_end(here)
+        fp = self.b.load(self.b.gep(self.rt, [ll.Constant(I32, 0), ll.Constant(I32, abi.rt_index(name))],
+                                    inbounds=True, source_etype=RT), typ=PTR)
+        return self.b.call(Callee(fp, RT_FNTYPE[name]), [self.ctx] + args)
+
+    def pop(self, n: int) -> list[ll.Value]:
+        if n == 0:
+            return []
+        vals = self.stack[-n:]
+        del self.stack[-n:]
+        return vals
+
+    # ---- the body ----
+
+    def lower(self) -> None:
+        b = self.b
+        ft = self.ftype
+        self.locals: list[tuple[ll.Value, ll.Type]] = []
+        for i, t in enumerate(ft.params):
+            a = b.alloca(VALTYPE[t])
+            b.store(self.fn.args[i + 1], a)
+            self.locals.append((a, VALTYPE[t]))
+        for t in self.func.locals:
+            a = b.alloca(VALTYPE[t])
+            b.store(zero(t), a)
+            self.locals.append((a, VALTYPE[t]))
+        self.mem_base = self.ctx_field("mem0_base", PTR) if self.mc.has_memory else None
+        if self.mc.needs_stack_check(self.func):
+            self.stack_check()
+        top = Frame("func", (), ft.results, 0)
+        top.slots = [b.alloca(VALTYPE[t]) for t in ft.results]
+        top.end_bb = self.fn.append_basic_block("return")
+        self.frames.append(top)
+        lower = LOWER
+        for instr in self.func.body:
+            opc = instr[0]
+            if self.dead:
+                self.skip_dead(opc)
+                continue
+            lower[opc](self, instr[1])
+        # the final `end` positioned us in the return block
+        vals = [b.load(s) for s in top.slots]
+        if not vals:
+            b.ret_void()
+        elif len(vals) == 1:
+            b.ret(vals[0])
+        else:
+            agg = ll.Constant(self.fn.function_type.return_type, ll.Undefined)
+            for i, v in enumerate(vals):
+                agg = b.insert_value(agg, v, i)
+            b.ret(agg)
+
+    def stack_check(self) -> None:
+        fa = self.intrinsic("llvm.frameaddress.p0", PTR, [I32])
+        sp = self.b.ptrtoint(self.b.call(fa, [ll.Constant(I32, 0)]), I64)
+        limit = self.ctx_field("stack_limit", I64)
+        self.trap_if(self.b.icmp_unsigned("<", sp, limit), TrapCode.STACK_OVERFLOW)
+
+    def skip_dead(self, opc: int) -> None:
+        if opc in (op.BLOCK, op.LOOP, op.IF):
+            self.skip += 1
+        elif opc == op.END:
+            if self.skip:
+                self.skip -= 1
+            else:
+                self.end(None)
+        elif opc == op.ELSE and not self.skip:
+            self.else_(None)
+
+    def kill(self) -> None:
+        """The rest of the current block is unreachable."""
+        self.dead = True
+        self.skip = 0
+
+    # ---- control ----
+
+    def block_type(self, bt) -> tuple[tuple, tuple]:
+        if bt is None:
+            return (), ()
+        if isinstance(bt, ValType):
+            return (), (bt,)
+        t = self.mc.wasm.types[bt]
+        return t.params, t.results
+
+    def push_frame(self, kind: str, bt) -> Frame:
+        params, results = self.block_type(bt)
+        f = Frame(kind, params, results, len(self.stack) - len(params))
+        f.slots = [self.alloca(t) for t in results]
+        self.frames.append(f)
+        return f
+
+    def alloca(self, t: ValType) -> ll.Value:
+        here = self.b.block
+        self.b.position_at_start(self.entry)
+        a = self.b.alloca(VALTYPE[t])
+        self.b.position_at_end(here)
+        return a
+
+    def block(self, bt) -> None:
+        f = self.push_frame("block", bt)
+        f.end_bb = self.fn.append_basic_block("block.end")
+
+    def loop(self, bt) -> None:
+        f = self.push_frame("loop", bt)
+        f.param_slots = [self.alloca(t) for t in f.params]
+        f.target = self.fn.append_basic_block("loop")
+        f.end_bb = None
+        for v, s in zip(self.pop(len(f.params)), f.param_slots):
+            self.b.store(v, s)
+        self.b.branch(f.target)
+        self.b.position_at_end(f.target)
+        self.stack += [self.b.load(s) for s in f.param_slots]
+
+    def if_(self, bt) -> None:
+        cond = self.stack.pop()
+        f = self.push_frame("if", bt)
+        f.else_args = self.stack[len(self.stack) - len(f.params):] if f.params else []
+        then_bb = self.fn.append_basic_block("if.then")
+        f.else_bb = self.fn.append_basic_block("if.else")
+        f.end_bb = self.fn.append_basic_block("if.end")
+        self.b.cbranch(self.b.icmp_unsigned("!=", cond, ll.Constant(I32, 0)), then_bb, f.else_bb)
+        self.b.position_at_end(then_bb)
+
+    def fallthrough(self, f: Frame) -> None:
+        """Leave frame f at its end with the values on the stack."""
+        if not self.dead:
+            for v, s in zip(self.pop(len(f.results)), f.slots):
+                self.b.store(v, s)
+            self.b.branch(f.end_bb)
+            f.used = True
+
+    def else_(self, _imm) -> None:
+        f = self.frames[-1]
+        self.fallthrough(f)
+        del self.stack[f.height:]
+        self.b.position_at_end(f.else_bb)
+        f.else_bb = None
+        self.stack += f.else_args
+        self.dead = False
+        self.skip = 0
+
+    def end(self, _imm) -> None:
+        f = self.frames.pop()
+        if f.kind == "loop":
+            if self.dead:
+                del self.stack[f.height:]
+                self.frames and self.kill()
+            return
+        self.fallthrough(f)
+        if f.else_bb is not None:  # an `if` without `else`: its params become its results
+            self.b.position_at_end(f.else_bb)
+            for v, s in zip(f.else_args, f.slots):
+                self.b.store(v, s)
+            self.b.branch(f.end_bb)
+            f.used = True
+        del self.stack[f.height:]
+        self.b.position_at_end(f.end_bb)
+        if f.kind == "func":
+            self.dead = False
+            return
+        if f.used:
+            self.stack += [self.b.load(s) for s in f.slots]
+            self.dead = False
+        else:
+            self.b.unreachable()
+            self.kill()
+
+    def branch_to(self, depth: int) -> None:
+        """Store what label `depth` expects (the stack keeps its values) and jump there."""
+        f = self.frames[-1 - depth]
+        n = len(f.branch_types)
+        if n:
+            for v, s in zip(self.stack[-n:], f.branch_slots):
+                self.b.store(v, s)
+        if f.kind == "loop":
+            self.b.branch(f.target)
+        else:
+            f.used = True
+            self.b.branch(f.end_bb)
+
+    def br(self, depth: int) -> None:
+        self.branch_to(depth)
+        self.kill()
+
+    def br_if(self, depth: int) -> None:
+        cond = self.b.icmp_unsigned("!=", self.stack.pop(), ll.Constant(I32, 0))
+        taken = self.fn.append_basic_block("br_if.taken")
+        cont = self.fn.append_basic_block("br_if.cont")
+        self.b.cbranch(cond, taken, cont)
+        self.b.position_at_end(taken)
+        self.branch_to(depth)
+        self.b.position_at_end(cont)
+
+    def br_table(self, imm) -> None:
+        labels, default = imm
+        idx = self.stack.pop()
+        here = self.b.block
+        targets: dict[int, ll.Block] = {}
+        for d in set(labels) | {default}:
+            targets[d] = self.fn.append_basic_block(f"br_table.{d}")
+            self.b.position_at_end(targets[d])
+            self.branch_to(d)
+        self.b.position_at_end(here)
+        sw = self.b.switch(idx, targets[default])
+        for i, d in enumerate(labels):
+            if d != default:
+                sw.add_case(ll.Constant(I32, i), targets[d])
+        self.kill()
+
+    def return_(self, _imm) -> None:
+        self.br(len(self.frames) - 1)
+
+    def unreachable(self, _imm) -> None:
+        self.b.branch(self.trap_block(TrapCode.UNREACHABLE))
+        self.kill()
+
+    def nop(self, _imm) -> None:
+        pass
+
+    # ---- calls ----
+
+    def call(self, fidx: int) -> None:
+        mc = self.mc
+        ft = mc.wasm.types[mc.func_types[fidx]]
+        args = self.pop(len(ft.params))
+        if fidx >= mc.num_imported_funcs:
+            self.push_results(self.b.call(mc.funcs[fidx], [self.ctx] + args), ft)
+        else:
+            fr = self.b.gep(self.ctx_field("funcs", PTR), [ll.Constant(I32, fidx)], inbounds=True,
+                            source_etype=FUNCREF)
+            self.call_funcref(fr, ft, args)
+
+    def call_funcref(self, fr: ll.Value, ft: FuncType, args: list[ll.Value]) -> None:
+        code = self.b.load(self.field_ptr("wa_funcref", fr, "code"), typ=PTR)
+        callee_ctx = self.b.load(self.field_ptr("wa_funcref", fr, "ctx"), typ=PTR)
+        # the callee may be another instance (or a host function): hand it our stack limit
+        self.b.store(self.ctx_field("stack_limit", I64), callee_ctx)
+        self.push_results(self.b.call(Callee(code, wasm_fntype(ft)), [callee_ctx] + args), ft)
+
+    def push_results(self, r: ll.Value, ft: FuncType) -> None:
+        if len(ft.results) == 1:
+            self.stack.append(r)
+        elif ft.results:
+            self.stack += [self.b.extract_value(r, i) for i in range(len(ft.results))]
+
+    def call_indirect(self, imm) -> None:
+        tidx, table = imm
+        ft = self.mc.wasm.types[tidx]
+        i = self.stack.pop()
+        args = self.pop(len(ft.params))
+        tab = self.table_ptr(table)
+        size = self.b.load(self.field_ptr("wa_table", tab, "size"), typ=I32)
+        self.trap_if(self.b.icmp_unsigned(">=", i, size), TrapCode.TABLE_OUT_OF_BOUNDS)
+        elems = self.b.load(self.field_ptr("wa_table", tab, "elems"), typ=PTR)
+        fr = self.b.load(self.b.gep(elems, [self.b.zext(i, I64)], inbounds=True, source_etype=PTR), typ=PTR)
+        self.trap_if(self.b.icmp_unsigned("==", fr, ll.Constant(PTR, None)), TrapCode.UNINITIALIZED_ELEMENT)
+        tid = self.b.load(self.field_ptr("wa_funcref", fr, "type_id"), typ=I32)
+        want = self.b.load(self.b.gep(self.ctx_field("type_ids", PTR), [ll.Constant(I32, tidx)],
+                                      inbounds=True, source_etype=I32), typ=I32)
+        self.trap_if(self.b.icmp_unsigned("!=", tid, want), TrapCode.INDIRECT_CALL_TYPE_MISMATCH)
+        self.call_funcref(fr, ft, args)
+
+    # ---- parametric, variables ----
+
+    def drop(self, _imm) -> None:
+        self.stack.pop()
+
+    def select(self, _imm) -> None:
+        a, b_, c = self.pop(3)
+        self.stack.append(self.b.select(self.b.icmp_unsigned("!=", c, ll.Constant(I32, 0)), a, b_))
+
+    def local_get(self, i: int) -> None:
+        a, t = self.locals[i]
+        self.stack.append(self.b.load(a, typ=t))
+
+    def local_set(self, i: int) -> None:
+        self.b.store(self.stack.pop(), self.locals[i][0])
+
+    def local_tee(self, i: int) -> None:
+        self.b.store(self.stack[-1], self.locals[i][0])
+
+    def global_slot(self, i: int) -> ll.Value:
+        slots = self.ctx_field("globals", PTR)
+        return self.b.load(self.b.gep(slots, [ll.Constant(I32, i)], inbounds=True, source_etype=PTR), typ=PTR)
+
+    def global_get(self, i: int) -> None:
+        t = VALTYPE[self.mc.global_types[i].valtype]
+        self.stack.append(self.b.load(self.global_slot(i), typ=t))
+
+    def global_set(self, i: int) -> None:
+        self.b.store(self.stack.pop(), self.global_slot(i))
+
+    # ---- memory ----
+
+    def address(self, addr: ll.Value, offset: int, width: int) -> ll.Value:
+        """The native address of a `width`-byte access at wasm address addr+offset."""
+        ea = self.b.zext(addr, I64)
+        if offset:
+            ea = self.b.add(ea, ll.Constant(I64, offset), flags=["nuw"])
+        if self.mc.bounds_checks:
+            size = self.b.load(self.field_ptr("wa_memory", self.ctx_field("mem0", PTR), "size"), typ=I64)
+            end = self.b.add(ea, ll.Constant(I64, width), flags=["nuw"])
+            self.trap_if(self.b.icmp_unsigned(">", end, size), TrapCode.MEMORY_OUT_OF_BOUNDS)
+        return self.b.gep(self.mem_base, [ea], inbounds=True, source_etype=I8)
+
+    def memory_size(self, _imm) -> None:
+        size = self.b.load(self.field_ptr("wa_memory", self.ctx_field("mem0", PTR), "size"), typ=I64)
+        self.stack.append(self.b.trunc(self.b.lshr(size, ll.Constant(I64, 16)), I32))
+
+    def memory_grow(self, _imm) -> None:
+        self.stack.append(self.call_rt("memory_grow", [self.stack.pop()]))
+
+    def memory_fill(self, _imm) -> None:
+        self.call_rt("memory_fill", self.pop(3))
+
+    def memory_copy(self, _imm) -> None:
+        self.call_rt("memory_copy", self.pop(3))
+
+    def memory_init(self, imm) -> None:
+        self.call_rt("memory_init", [ll.Constant(I32, imm[0])] + self.pop(3))
+
+    def data_drop(self, seg: int) -> None:
+        self.call_rt("data_drop", [ll.Constant(I32, seg)])
+
+    # ---- constants ----
+
+    def i32_const(self, v: int) -> None:
+        self.stack.append(ll.Constant(I32, v & 0xFFFFFFFF))
+
+    def i64_const(self, v: int) -> None:
+        self.stack.append(ll.Constant(I64, v & 0xFFFFFFFFFFFFFFFF))
+
+    def f32_const(self, bits: int) -> None:
+        self.stack.append(self.b.bitcast(ll.Constant(I32, bits), F32))
+
+    def f64_const(self, bits: int) -> None:
+        self.stack.append(self.b.bitcast(ll.Constant(I64, bits), F64))
+
+    # ---- references and tables ----
+
+    def ref_null(self, _t) -> None:
+        self.stack.append(ll.Constant(PTR, None))
+
+    def ref_is_null(self, _imm) -> None:
+        self.stack.append(self.b.zext(self.b.icmp_unsigned("==", self.stack.pop(), ll.Constant(PTR, None)), I32))
+
+    def ref_func(self, fidx: int) -> None:
+        self.stack.append(self.b.gep(self.ctx_field("funcs", PTR), [ll.Constant(I32, fidx)], inbounds=True,
+                                     source_etype=FUNCREF))
+
+    def table_ptr(self, t: int) -> ll.Value:
+        tables = self.ctx_field("tables", PTR)
+        return self.b.load(self.b.gep(tables, [ll.Constant(I32, t)], inbounds=True, source_etype=PTR), typ=PTR)
+
+    def table_elem(self, t: int, i: ll.Value) -> ll.Value:
+        tab = self.table_ptr(t)
+        size = self.b.load(self.field_ptr("wa_table", tab, "size"), typ=I32)
+        self.trap_if(self.b.icmp_unsigned(">=", i, size), TrapCode.TABLE_ACCESS_OUT_OF_BOUNDS)
+        elems = self.b.load(self.field_ptr("wa_table", tab, "elems"), typ=PTR)
+        return self.b.gep(elems, [self.b.zext(i, I64)], inbounds=True, source_etype=PTR)
+
+    def table_get(self, t: int) -> None:
+        self.stack.append(self.b.load(self.table_elem(t, self.stack.pop()), typ=PTR))
+
+    def table_set(self, t: int) -> None:
+        i, v = self.pop(2)
+        self.b.store(v, self.table_elem(t, i))
+
+    def table_size(self, t: int) -> None:
+        self.stack.append(self.b.load(self.field_ptr("wa_table", self.table_ptr(t), "size"), typ=I32))
+
+    def table_grow(self, t: int) -> None:
+        init, n = self.pop(2)
+        self.stack.append(self.call_rt("table_grow", [ll.Constant(I32, t), init, n]))
+
+    def table_fill(self, t: int) -> None:
+        d, v, n = self.pop(3)
+        self.call_rt("table_fill", [ll.Constant(I32, t), d, v, n])
+
+    def table_copy(self, imm) -> None:
+        self.call_rt("table_copy", [ll.Constant(I32, imm[0]), ll.Constant(I32, imm[1])] + self.pop(3))
+
+    def table_init(self, imm) -> None:
+        seg, t = imm
+        self.call_rt("table_init", [ll.Constant(I32, t), ll.Constant(I32, seg)] + self.pop(3))
+
+    def elem_drop(self, seg: int) -> None:
+        self.call_rt("elem_drop", [ll.Constant(I32, seg)])
+
+
+# ---- loads and stores: (LLVM type in memory, width, extension to the wasm type) ----
+
+def _load(mem_t: ll.Type, width: int, ext: str | None, to: ll.Type) -> Callable:
+    def lower(fc: FuncCodegen, imm) -> None:
+        p = fc.address(fc.stack.pop(), imm[1], width)
+        v = fc.b.load(p, typ=mem_t, align=1)
+        if ext == "s":
+            v = fc.b.sext(v, to)
+        elif ext == "u":
+            v = fc.b.zext(v, to)
+        fc.stack.append(v)
+    return lower
+
+
+def _store(mem_t: ll.Type, width: int, wrap: bool) -> Callable:
+    def lower(fc: FuncCodegen, imm) -> None:
+        addr, v = fc.pop(2)
+        if wrap:
+            v = fc.b.trunc(v, mem_t)
+        fc.b.store(v, fc.address(addr, imm[1], width), align=1)
+    return lower
+
+
+I16 = ll.IntType(16)
+_MEMORY_OPS = {
+    "i32.load": _load(I32, 4, None, I32), "i64.load": _load(I64, 8, None, I64),
+    "f32.load": _load(F32, 4, None, F32), "f64.load": _load(F64, 8, None, F64),
+    "i32.load8_s": _load(I8, 1, "s", I32), "i32.load8_u": _load(I8, 1, "u", I32),
+    "i32.load16_s": _load(I16, 2, "s", I32), "i32.load16_u": _load(I16, 2, "u", I32),
+    "i64.load8_s": _load(I8, 1, "s", I64), "i64.load8_u": _load(I8, 1, "u", I64),
+    "i64.load16_s": _load(I16, 2, "s", I64), "i64.load16_u": _load(I16, 2, "u", I64),
+    "i64.load32_s": _load(I32, 4, "s", I64), "i64.load32_u": _load(I32, 4, "u", I64),
+    "i32.store": _store(I32, 4, False), "i64.store": _store(I64, 8, False),
+    "f32.store": _store(F32, 4, False), "f64.store": _store(F64, 8, False),
+    "i32.store8": _store(I8, 1, True), "i32.store16": _store(I16, 2, True),
+    "i64.store8": _store(I8, 1, True), "i64.store16": _store(I16, 2, True), "i64.store32": _store(I32, 4, True),
+}
+
+
+def _build_table() -> dict[int, Callable]:
+    by_name: dict[str, Callable] = {
+        "unreachable": FuncCodegen.unreachable, "nop": FuncCodegen.nop, "block": FuncCodegen.block,
+        "loop": FuncCodegen.loop, "if": FuncCodegen.if_, "else": FuncCodegen.else_, "end": FuncCodegen.end,
+        "br": FuncCodegen.br, "br_if": FuncCodegen.br_if, "br_table": FuncCodegen.br_table,
+        "return": FuncCodegen.return_, "call": FuncCodegen.call, "call_indirect": FuncCodegen.call_indirect,
+        "drop": FuncCodegen.drop, "select": FuncCodegen.select, "select_t": FuncCodegen.select,
+        "local.get": FuncCodegen.local_get, "local.set": FuncCodegen.local_set,
+        "local.tee": FuncCodegen.local_tee, "global.get": FuncCodegen.global_get,
+        "global.set": FuncCodegen.global_set, "table.get": FuncCodegen.table_get,
+        "table.set": FuncCodegen.table_set, "memory.size": FuncCodegen.memory_size,
+        "memory.grow": FuncCodegen.memory_grow, "i32.const": FuncCodegen.i32_const,
+        "i64.const": FuncCodegen.i64_const, "f32.const": FuncCodegen.f32_const,
+        "f64.const": FuncCodegen.f64_const, "ref.null": FuncCodegen.ref_null,
+        "ref.is_null": FuncCodegen.ref_is_null, "ref.func": FuncCodegen.ref_func,
+        "memory.init": FuncCodegen.memory_init, "data.drop": FuncCodegen.data_drop,
+        "memory.copy": FuncCodegen.memory_copy, "memory.fill": FuncCodegen.memory_fill,
+        "table.init": FuncCodegen.table_init, "elem.drop": FuncCodegen.elem_drop,
+        "table.copy": FuncCodegen.table_copy, "table.grow": FuncCodegen.table_grow,
+        "table.size": FuncCodegen.table_size, "table.fill": FuncCodegen.table_fill,
+    }
+    by_name.update(_MEMORY_OPS)
+    table: dict[int, Callable] = {}
+    for code, name in op.NAME.items():
+        if name in by_name:
+            table[code] = by_name[name]
+        elif name in NUMERIC:
+            table[code] = _numeric_lowering(NUMERIC[name], len(op.SIG[code][0]))
+        else:
+            raise AssertionError(f"no lowering for {name}")
+    return table
+
+
+def _numeric_lowering(f: Callable, arity: int) -> Callable:
+    def lower(fc: FuncCodegen, _imm) -> None:
+        fc.stack.append(f(fc, fc.pop(arity)))
+    return lower
+
+
+LOWER = _build_table()

@@ -1,0 +1,149 @@
+"""Lowering of a whole module: function declarations and bodies, one trampoline per signature
+(Python -> wasm), one shim per imported function (wasm -> host), data segments, the `wa_module`
+descriptor and the metadata section."""
+from __future__ import annotations
+
+from llvmlite import ir as ll
+
+from .. import abi, opcodes as op
+from ..ir import ExternKind, Func, Module
+from ..metadata import SECTION
+from ..types import FuncType
+from .function import FuncCodegen
+from .layout import (HOSTCALL_FNTYPE, I8, I32, I64, PTR, STRUCT, TRAMP_FNTYPE, VALTYPE, VOID, Callee,
+                     wasm_fntype)
+
+_CALLS = (op.CALL, op.CALL_INDIRECT)
+
+
+class ModuleCodegen:
+    def __init__(self, wasm: Module, *, bounds_checks: bool = False, triple: str = "", datalayout: str = "") -> None:
+        self.wasm = wasm
+        self.bounds_checks = bounds_checks
+        self.m = ll.Module(name="wasm")
+        self.m.triple = triple
+        self.m.data_layout = datalayout
+        self.func_types = wasm.func_type_indices()
+        self.num_imported_funcs = wasm.num_imported_funcs
+        self.global_types = wasm.all_global_types()
+        self.has_memory = bool(wasm.all_memories())
+        self._intrinsics: dict[str, ll.Function] = {}
+        self.funcs: dict[int, ll.Function] = {}
+        self.used: list[ll.GlobalValue] = []
+        for i, f in enumerate(wasm.funcs):
+            idx = self.num_imported_funcs + i
+            fn = ll.Function(self.m, wasm_fntype(wasm.types[f.type_idx]), name=f"f{idx}")
+            fn.linkage = "internal"
+            fn.attributes.add("nounwind")
+            self.funcs[idx] = fn
+
+    def intrinsic(self, name: str, ret: ll.Type, args: list[ll.Type]) -> ll.Function:
+        fn = self._intrinsics.get(name)
+        if fn is None:
+            fn = self._intrinsics[name] = ll.Function(self.m, ll.FunctionType(ret, args), name=name)
+        return fn
+
+    def needs_stack_check(self, func: Func) -> bool:
+        # a function that calls nothing cannot recurse: its one frame fits in the margin
+        return any(i[0] in _CALLS for i in func.body)
+
+    def generate(self, meta: bytes) -> ll.Module:
+        for i, f in enumerate(self.wasm.funcs):
+            FuncCodegen(self, self.num_imported_funcs + i, f).lower()
+        tramps = self.trampolines()
+        shims = self.shims()
+        datas = [self.const_bytes(f"data{i}", d.data) for i, d in enumerate(self.wasm.datas)]
+        desc_t = STRUCT["wa_module_desc"]
+        desc = ll.GlobalVariable(self.m, desc_t, name="wa_module")
+        desc.global_constant = True
+        desc.initializer = ll.Constant(desc_t, [
+            ll.Constant(I64, abi.ABI_VERSION),
+            self.ptr_array("wa_funcs", [self.funcs[i] for i in sorted(self.funcs)]),
+            self.ptr_array("wa_tramps", tramps),
+            self.ptr_array("wa_shims", shims),
+            self.ptr_array("wa_datas", datas),
+        ])
+        meta_g = self.const_bytes("wa_meta", meta)
+        meta_g.section = SECTION
+        self.used.append(meta_g)
+        used_t = ll.ArrayType(PTR, len(self.used))
+        used = ll.GlobalVariable(self.m, used_t, name="llvm.used")
+        used.linkage = "appending"
+        used.section = "llvm.metadata"
+        used.initializer = ll.Constant(used_t, self.used)
+        return self.m
+
+    def const_bytes(self, name: str, data: bytes) -> ll.GlobalVariable:
+        t = ll.ArrayType(I8, len(data))
+        g = ll.GlobalVariable(self.m, t, name=name)
+        g.linkage = "internal"
+        g.global_constant = True
+        g.initializer = ll.Constant(t, bytearray(data))
+        return g
+
+    def ptr_array(self, name: str, items: list) -> ll.Value:
+        if not items:
+            return ll.Constant(PTR, None)
+        t = ll.ArrayType(PTR, len(items))
+        g = ll.GlobalVariable(self.m, t, name=name)
+        g.linkage = "internal"
+        g.global_constant = True
+        g.initializer = ll.Constant(t, [x if x is not None else ll.Constant(PTR, None) for x in items])
+        return g
+
+    def trampolines(self) -> list[ll.Function]:
+        """Per type index: void tramp(ctx, code, slots) calling code(ctx, args from slots)."""
+        made: dict[FuncType, ll.Function] = {}
+        out = []
+        for t in self.wasm.types:
+            fn = made.get(t)
+            if fn is None:
+                fn = made[t] = self.trampoline(t, len(made))
+            out.append(fn)
+        return out
+
+    def slot(self, b: ll.IRBuilder, slots: ll.Value, i: int) -> ll.Value:
+        return b.gep(slots, [ll.Constant(I64, i * abi.SLOT_SIZE)], inbounds=True, source_etype=I8)
+
+    def trampoline(self, ft: FuncType, n: int) -> ll.Function:
+        fn = ll.Function(self.m, TRAMP_FNTYPE, name=f"tramp{n}")
+        fn.linkage = "internal"
+        ctx, code, slots = fn.args
+        b = ll.IRBuilder(fn.append_basic_block())
+        args = [b.load(self.slot(b, slots, i), typ=VALTYPE[t], align=8) for i, t in enumerate(ft.params)]
+        r = b.call(Callee(code, wasm_fntype(ft)), [ctx] + args)
+        results = [r] if len(ft.results) == 1 else [b.extract_value(r, i) for i in range(len(ft.results))]
+        for i, v in enumerate(results):
+            b.store(v, self.slot(b, slots, i), align=8)
+        b.ret_void()
+        return fn
+
+    def shims(self) -> list[ll.Function]:
+        """Per imported function: the wasm ABI on the outside, wa_hostfunc.call inside."""
+        out = []
+        for i, imp in enumerate(self.wasm.imports_of(ExternKind.FUNC)):
+            ft = self.wasm.types[imp.desc]
+            fn = ll.Function(self.m, wasm_fntype(ft), name=f"shim{i}")
+            fn.linkage = "internal"
+            hf = fn.args[0]
+            b = ll.IRBuilder(fn.append_basic_block())
+            n = max(len(ft.params), len(ft.results), 1)
+            buf = b.alloca(ll.ArrayType(I8, n * abi.SLOT_SIZE))
+            buf.align = 16
+            for j, a in enumerate(fn.args[1:]):
+                b.store(a, self.slot(b, buf, j), align=8)
+            callp = b.gep(hf, [ll.Constant(I32, 0), ll.Constant(I32, abi.field_index("wa_hostfunc", "call"))],
+                          inbounds=True, source_etype=STRUCT["wa_hostfunc"])
+            b.call(Callee(b.load(callp, typ=PTR), HOSTCALL_FNTYPE), [hf, buf])
+            vals = [b.load(self.slot(b, buf, j), typ=VALTYPE[t], align=8) for j, t in enumerate(ft.results)]
+            if not vals:
+                b.ret_void()
+            elif len(vals) == 1:
+                b.ret(vals[0])
+            else:
+                agg = ll.Constant(fn.function_type.return_type, ll.Undefined)
+                for j, v in enumerate(vals):
+                    agg = b.insert_value(agg, v, j)
+                b.ret(agg)
+            out.append(fn)
+        return out

@@ -1,0 +1,382 @@
+"""The externs of API.md: Function, Memory, Global, Table, and what host functions receive."""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Iterable
+
+from ..errors import Error, Trap, TrapCode
+from ..types import FuncType, GlobalType, Limits, MemoryType, TableType, ValType, Value
+from . import values as V
+from .frames import describe
+from .runtime import HOST_CALL_PTR, ffi, lib, register_host, take_host_error, unregister_host
+
+SLOT = 16
+_NO_MAX32 = 0xFFFFFFFF
+_tls = threading.local()
+
+
+def _scratch() -> tuple[Any, Any]:
+    s = getattr(_tls, "frames", None)
+    if s is None:
+        s = _tls.frames = (ffi.new("uintptr_t[64]"), ffi.new("uint32_t *"))
+    return s
+
+
+def invoke(tramp: Any, ctx: Any, code: Any, slots: Any) -> None:
+    """Enter wasm through a trampoline; a trap becomes wa.Trap (with the host's exception as cause)."""
+    frames, n = _scratch()
+    rc = lib.wa_invoke(tramp, ctx, code, slots, frames, n)
+    if rc:
+        pcs = [frames[i] for i in range(n[0])]
+        trap = Trap(TrapCode(rc), frames=describe(pcs))
+        cause = take_host_error() if rc == TrapCode.HOST else None
+        if isinstance(cause, Trap) and rc == TrapCode.HOST:
+            # a trap inside a nested wasm call, surfacing through a host function: keep its code
+            raise cause
+        if cause is not None:
+            raise trap from cause
+        raise trap
+
+
+class Context:
+    """What a host function created with pass_context=True receives first."""
+
+    __slots__ = ("instance",)
+
+    def __init__(self, instance: Any) -> None:
+        self.instance = instance
+
+    @property
+    def data(self) -> Any:
+        return self.instance.data if self.instance is not None else None
+
+    def memory(self, name: str | None = None) -> "Memory":
+        inst = self.instance
+        if inst is None:
+            raise Error("this host function has no calling instance")
+        if name is not None:
+            m = inst.exports.get(name)
+            if not isinstance(m, Memory):
+                raise Error(f"the instance exports no memory named {name!r}")
+            return m
+        if inst._memory is None:
+            raise Error("the calling instance has no memory")
+        return inst._memory
+
+    def __repr__(self) -> str:
+        return f"<wa.Context of {self.instance!r}>"
+
+
+class Function:
+    """A function: a host function (a Python callable with a wasm type) or a wasm export."""
+
+    def __init__(self, fn: Callable[..., Any], type: FuncType, pass_context: bool = False) -> None:
+        if not callable(fn):
+            raise TypeError("wa.Function needs a callable")
+        if not isinstance(type, FuncType):
+            raise TypeError("wa.Function needs a wa.FuncType")
+        self._fn = fn
+        self._type = type
+        self._pass_context = pass_context
+        self._funcref_addr: int | None = None  # set once a module imports it
+        self._owner = None
+        self._bindings: list[tuple[Any, int]] = []  # (wa_hostfunc cdata, handle) per import
+
+    @classmethod
+    def _wasm(cls, owner: Any, index: int, type: FuncType, funcref: Any, tramp: Any) -> "Function":
+        f = cls.__new__(cls)
+        f._fn = None
+        f._type = type
+        f._pass_context = False
+        f._owner = owner  # keeps the instance (and its code) alive
+        f._index = index
+        f._funcref = funcref
+        f._funcref_addr = int(ffi.cast("uintptr_t", funcref))
+        f._tramp = tramp
+        f._bindings = []
+        params, results = type.params, type.results
+        f._to_bits = [V.TO_BITS[t] for t in params]
+        f._nslots = max(len(params), len(results), 1)
+        return f
+
+    @property
+    def type(self) -> FuncType:
+        return self._type
+
+    @property
+    def is_host(self) -> bool:
+        return self._fn is not None
+
+    def host_binding(self, instance: Any) -> Any:
+        """A wa_hostfunc through which `instance`'s code calls this host function."""
+        hf = ffi.new("wa_hostfunc *")
+        h = register_host(_host_entry(self, instance))
+        hf.call = HOST_CALL_PTR
+        hf.handle = ffi.cast("void *", h)
+        self._bindings.append((hf, h))
+        return hf
+
+    def __del__(self) -> None:
+        for _, h in getattr(self, "_bindings", ()):
+            unregister_host(h)
+
+    def __call__(self, *args: Any) -> Any:
+        t = self._type
+        if len(args) != len(t.params):
+            raise TypeError(f"expected {len(t.params)} argument(s) {t}, got {len(args)}")
+        if self._fn is not None:
+            for conv, a in zip([V.TO_BITS[p] for p in t.params], args):
+                conv(a)  # the same checks as for a wasm function
+            return self._fn(*((Context(None),) if self._pass_context else ()), *args)
+        slots = ffi.new("uint8_t[]", self._nslots * SLOT)
+        u64 = ffi.cast("uint64_t *", slots)
+        for i, (conv, p, a) in enumerate(zip(self._to_bits, t.params, args)):
+            V.write_slot(u64, i, p, conv(a))
+        fr = self._funcref
+        invoke(self._tramp, fr.ctx, fr.code, slots)
+        res = [V.FROM_BITS[r](V.read_slot(u64, i, r)) for i, r in enumerate(t.results)]
+        if not res:
+            return None
+        return res[0] if len(res) == 1 else tuple(res)
+
+    def call(self, args: Iterable[Value]) -> list[Value]:
+        """Call with wa.Values, exactly (NaN payloads included); returns a list of wa.Value."""
+        args = list(args)
+        t = self._type
+        if len(args) != len(t.params):
+            raise TypeError(f"expected {len(t.params)} argument(s) {t}, got {len(args)}")
+        for a, p in zip(args, t.params):
+            if not isinstance(a, Value) or a.type is not p:
+                raise TypeError(f"expected wa.Value of type {p}, got {a!r}")
+        if self._fn is not None:
+            r = self._fn(*((Context(None),) if self._pass_context else ()), *[a.value for a in args])
+            return [Value(rt, x) for rt, x in zip(t.results, _results_tuple(r, t))]
+        slots = ffi.new("uint8_t[]", self._nslots * SLOT)
+        u64 = ffi.cast("uint64_t *", slots)
+        for i, a in enumerate(args):
+            V.write_slot(u64, i, a.type, V.value_bits(a))
+        fr = self._funcref
+        invoke(self._tramp, fr.ctx, fr.code, slots)
+        return [V.bits_value(r, V.read_slot(u64, i, r)) for i, r in enumerate(t.results)]
+
+    def __repr__(self) -> str:
+        if self._fn is not None:
+            return f"<wa.Function host {getattr(self._fn, '__name__', self._fn)!r} {self._type}>"
+        return f"<wa.Function wasm func[{self._index}] {self._type}>"
+
+
+def _results_tuple(r: Any, t: FuncType) -> tuple:
+    n = len(t.results)
+    if n == 0:
+        return ()
+    if n == 1:
+        return (r,)
+    if not isinstance(r, (tuple, list)) or len(r) != n:
+        raise TypeError(f"host function of type {t} must return a tuple of {n} values, got {r!r}")
+    return tuple(r)
+
+
+def _host_entry(f: Function, instance: Any) -> Callable[[Any], None]:
+    t = f._type
+    params = [(i, p, V.FROM_BITS[p]) for i, p in enumerate(t.params)]
+    results = [(i, r, V.TO_BITS[r]) for i, r in enumerate(t.results)]
+    fn = f._fn
+    ctx = Context(instance) if f._pass_context else None
+
+    def entry(slots: Any) -> None:
+        u64 = ffi.cast("uint64_t *", slots)
+        args = [conv(V.read_slot(u64, i, p)) for i, p, conv in params]
+        r = fn(ctx, *args) if ctx is not None else fn(*args)
+        if results:
+            for (i, rt, conv), x in zip(results, _results_tuple(r, t)):
+                V.write_slot(u64, i, rt, conv(x))
+    return entry
+
+
+class Memory:
+    """A linear memory: 8 GiB of address space reserved, pages committed as it grows."""
+
+    def __init__(self, type: MemoryType, *, guarded: bool = True) -> None:
+        if not isinstance(type, MemoryType):
+            raise TypeError("wa.Memory needs a wa.MemoryType")
+        lim = type.limits
+        if lim.min > 65536 or (lim.max is not None and (lim.max > 65536 or lim.max < lim.min)):
+            raise ValueError(f"invalid memory limits {lim}")
+        self._limits = lim
+        self._ptr = lib.wa_memory_new(lim.min, 65536 if lim.max is None else lim.max, 1 if guarded else 0)
+        if self._ptr == ffi.NULL:
+            raise MemoryError("cannot reserve the address space of a wasm memory")
+
+    def __del__(self) -> None:
+        p = getattr(self, "_ptr", None)
+        if p is not None and p != ffi.NULL:
+            lib.wa_memory_free(p)
+            self._ptr = None
+
+    @property
+    def type(self) -> MemoryType:
+        return MemoryType(Limits(self.size, self._limits.max))
+
+    @property
+    def size(self) -> int:
+        return self._ptr.size >> 16
+
+    @property
+    def data_size(self) -> int:
+        return self._ptr.size
+
+    def grow(self, delta: int) -> int:
+        if not isinstance(delta, int) or delta < 0:
+            raise ValueError("grow needs a non-negative number of pages")
+        old = lib.wa_memory_grow(self._ptr, delta) if delta <= 0xFFFFFFFF else 0xFFFFFFFF
+        if old == 0xFFFFFFFF:
+            raise Error(f"memory cannot grow by {delta} page(s) from {self.size} (maximum {self._limits.max})")
+        return old
+
+    @property
+    def buffer(self) -> memoryview:
+        """Writable view of the memory's bytes; stale once the memory grows."""
+        return memoryview(ffi.buffer(self._ptr.base, self._ptr.size))
+
+    def _check(self, offset: int, n: int) -> None:
+        if offset < 0 or n < 0 or offset + n > self._ptr.size:
+            raise IndexError(f"range [{offset}, {offset + n}) is outside the memory ({self._ptr.size} bytes)")
+
+    def read(self, offset: int, n: int) -> bytes:
+        self._check(offset, n)
+        return ffi.unpack(ffi.cast("char *", self._ptr.base + offset), n)
+
+    def write(self, offset: int, data: bytes) -> None:
+        data = bytes(data)
+        self._check(offset, len(data))
+        ffi.memmove(self._ptr.base + offset, data, len(data))
+
+    def __repr__(self) -> str:
+        return f"<wa.Memory {self.size} page(s), max {self._limits.max}>"
+
+
+class Global:
+    """A global: one 16-byte slot."""
+
+    def __init__(self, type: GlobalType, value: Any = None) -> None:
+        if not isinstance(type, GlobalType):
+            raise TypeError("wa.Global needs a wa.GlobalType")
+        self._type = type
+        self._cell = ffi.new("uint8_t[16]")
+        self._u64 = ffi.cast("uint64_t *", self._cell)
+        if value is not None:
+            self._set(value)
+
+    def _set(self, value: Any) -> None:
+        t = self._type.valtype
+        bits = V.value_bits(value) if isinstance(value, Value) else V.TO_BITS[t](value)
+        V.write_slot(self._u64, 0, t, bits)
+
+    @property
+    def type(self) -> GlobalType:
+        return self._type
+
+    @property
+    def value(self) -> Any:
+        t = self._type.valtype
+        return V.FROM_BITS[t](V.read_slot(self._u64, 0, t))
+
+    @value.setter
+    def value(self, v: Any) -> None:
+        if not self._type.mutable:
+            raise Error("cannot set an immutable global")
+        self._set(v)
+
+    @property
+    def wasm_value(self) -> Value:
+        t = self._type.valtype
+        return V.bits_value(t, V.read_slot(self._u64, 0, t))
+
+    def __repr__(self) -> str:
+        return f"<wa.Global {self._type} = {self.value!r}>"
+
+
+class Table:
+    """A table of references (funcref or externref)."""
+
+    def __init__(self, type: TableType, init: Any = None) -> None:
+        if not isinstance(type, TableType) or not type.elem.is_ref:
+            raise TypeError("wa.Table needs a wa.TableType of funcref or externref")
+        lim = type.limits
+        if lim.max is not None and lim.max < lim.min:
+            raise ValueError(f"invalid table limits {lim}")
+        self._type = type
+        self._ptr = lib.wa_table_new(lim.min, _NO_MAX32 if lim.max is None else lim.max, type.elem.value)
+        if self._ptr == ffi.NULL:
+            raise MemoryError("cannot allocate a table")
+        self._keepalive: set = set()
+        if init is not None:
+            b = self._bits(init)
+            for i in range(lim.min):
+                self._ptr.elems[i] = ffi.cast("void *", b)
+
+    def __del__(self) -> None:
+        p = getattr(self, "_ptr", None)
+        if p is not None and p != ffi.NULL:
+            lib.wa_table_free(p)
+            self._ptr = None
+
+    def _bits(self, v: Any) -> int:
+        if isinstance(v, Function) and v._owner is not None:
+            self._keepalive.add(v._owner)
+        return V.TO_BITS[self._type.elem](v)
+
+    @property
+    def type(self) -> TableType:
+        return TableType(self._type.elem, Limits(self.size, self._type.limits.max))
+
+    @property
+    def size(self) -> int:
+        return self._ptr.size
+
+    def get(self, i: int) -> Any:
+        if not 0 <= i < self._ptr.size:
+            raise IndexError(f"table index {i} out of range (size {self._ptr.size})")
+        return V.FROM_BITS[self._type.elem](int(ffi.cast("uintptr_t", self._ptr.elems[i])))
+
+    def set(self, i: int, value: Any) -> None:
+        if not 0 <= i < self._ptr.size:
+            raise IndexError(f"table index {i} out of range (size {self._ptr.size})")
+        self._ptr.elems[i] = ffi.cast("void *", self._bits(value))
+
+    def grow(self, delta: int, init: Any = None) -> int:
+        if not isinstance(delta, int) or delta < 0:
+            raise ValueError("grow needs a non-negative number of elements")
+        old = lib.wa_table_grow(self._ptr, ffi.cast("void *", self._bits(init)), delta) \
+            if delta <= 0xFFFFFFFF else 0xFFFFFFFF
+        if old == 0xFFFFFFFF:
+            raise Error(f"table cannot grow by {delta} from {self.size} (maximum {self._type.limits.max})")
+        return old
+
+    def __repr__(self) -> str:
+        return f"<wa.Table {self._type.elem} size {self.size}, max {self._type.limits.max}>"
+
+
+class ImportObject:
+    """Namespaces of externs for instantiate(): a mapping, or an Instance, per namespace."""
+
+    def __init__(self) -> None:
+        self._ns: dict[str, Any] = {}
+
+    def register(self, namespace: str, mapping_or_instance: Any) -> None:
+        self._ns[namespace] = mapping_or_instance
+
+    def __getitem__(self, namespace: str) -> Any:
+        return self._ns[namespace]
+
+    def get(self, namespace: str, default: Any = None) -> Any:
+        return self._ns.get(namespace, default)
+
+    def __contains__(self, namespace: str) -> bool:
+        return namespace in self._ns
+
+    def __repr__(self) -> str:
+        return f"<wa.ImportObject {sorted(self._ns)}>"
+
+
+Extern = Function | Memory | Global | Table

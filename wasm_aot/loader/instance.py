@@ -1,0 +1,327 @@
+"""Instantiation: resolve imports, build the ctx, apply segments, run the start function."""
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping
+
+from ..errors import ExportNotFound, ExportWrongType, LinkError, SignatureError, Trap, TrapCode
+from ..metadata import extern_from_json
+from ..types import FuncType, GlobalType, MemoryType, TableType, ValType, Value
+from . import values as V
+from .artifact import Mapped
+from .externs import Extern, Function, Global, Memory, Table
+from .runtime import RT_PTR, ffi, lib
+
+_type_ids: dict[FuncType, int] = {}
+
+
+def type_id(t: FuncType) -> int:
+    """Process-wide canonical id of a function type: call_indirect compares these."""
+    return _type_ids.setdefault(t, len(_type_ids) + 1)
+
+
+def _limits_match(have_min: int, have_max: int | None, want: Any) -> bool:
+    lim = want.limits
+    if have_min < lim.min:
+        return False
+    if lim.max is not None and (have_max is None or have_max > lim.max):
+        return False
+    return True
+
+
+def _check_import(mod: str, name: str, want: Any, ext: Any) -> None:
+    def bad(why: str) -> LinkError:
+        return LinkError(f"incompatible import type for {mod}.{name}: {why}")
+
+    if isinstance(want, FuncType):
+        if not isinstance(ext, Function):
+            raise bad(f"expected a function {want}, got {type(ext).__name__}")
+        if ext.type != want:
+            raise bad(f"expected {want}, got {ext.type}")
+    elif isinstance(want, MemoryType):
+        if not isinstance(ext, Memory):
+            raise bad(f"expected a memory, got {type(ext).__name__}")
+        if not _limits_match(ext.size, ext._limits.max, want):
+            raise bad(f"expected memory limits {want.limits}, got {ext.size}..{ext._limits.max or ''}")
+    elif isinstance(want, TableType):
+        if not isinstance(ext, Table):
+            raise bad(f"expected a table, got {type(ext).__name__}")
+        if ext._type.elem is not want.elem:
+            raise bad(f"expected a table of {want.elem}, got {ext._type.elem}")
+        if not _limits_match(ext.size, ext._type.limits.max, want):
+            raise bad(f"expected table limits {want.limits}, got {ext.size}..{ext._type.limits.max or ''}")
+    elif isinstance(want, GlobalType):
+        if not isinstance(ext, Global):
+            raise bad(f"expected a global, got {type(ext).__name__}")
+        if ext.type != want:
+            raise bad(f"expected {want}, got {ext.type}")
+
+
+def resolve_imports(meta: dict, imports: Any) -> list[Any]:
+    out = []
+    for imp in meta["imports"]:
+        mod, name = imp["module"], imp["name"]
+        want = extern_from_json(imp["type"])
+        ns = imports.get(mod) if imports is not None else None
+        if ns is None:
+            raise LinkError(f"unknown import: {mod}.{name} (no namespace {mod!r})")
+        if isinstance(ns, Instance):
+            ext = ns.exports.get(name)
+        else:
+            try:
+                ext = ns[name]
+            except (KeyError, IndexError, TypeError):
+                ext = None
+        if ext is None:
+            raise LinkError(f"unknown import: {mod}.{name}")
+        if isinstance(want, FuncType) and callable(ext) and not isinstance(ext, Function):
+            ext = Function(ext, want)  # a plain callable takes the type the module asks for
+        _check_import(mod, name, want, ext)
+        out.append(ext)
+    return out
+
+
+class Exports(Mapping[str, Extern]):
+    """An instance's exports, in module order."""
+
+    def __init__(self, items: dict[str, Extern]) -> None:
+        self._items = items
+
+    def __getitem__(self, name: str) -> Extern:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise ExportNotFound(f"no export named {name!r}") from None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._items.get(name, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getattr__(self, name: str) -> Extern:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self[name]
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in self._items.items()) + "}"
+
+
+class Instance:
+    """An instantiated module (after wasmer's Instance)."""
+
+    def __init__(self, module: Any, mapped: Mapped, imports: Any = None, data: Any = None) -> None:
+        self.module = module
+        self.data = data
+        self._m = mapped
+        meta = mapped.meta
+        resolved = resolve_imports(meta, imports)
+        self._imports = resolved  # keeps what we link to alive
+        types = [extern_from_json(t) for t in meta["types"]]
+        self._types = types
+        func_types = meta["func_types"]
+        nfuncs = len(func_types)
+        ctx = self._ctx = ffi.new("wa_ctx *")
+        ctx.rt = ffi.cast("void *", RT_PTR)
+        ctx.instance = ffi.NULL
+
+        # type ids
+        self._type_ids = ffi.new("uint32_t[]", max(len(types), 1))
+        for i, t in enumerate(types):
+            self._type_ids[i] = type_id(t)
+        ctx.type_ids = self._type_ids
+
+        imported = {"func": [], "table": [], "memory": [], "global": []}
+        for imp, ext in zip(meta["imports"], resolved):
+            imported[imp["type"]["kind"]].append(ext)
+
+        # functions: imports first (host functions through this module's shims)
+        self._funcs = ffi.new("wa_funcref[]", max(nfuncs, 1))
+        ctx.funcs = self._funcs
+        self._hostfuncs = []
+        for i, f in enumerate(imported["func"]):
+            fr = self._funcs[i]
+            if f.is_host:
+                hf = f.host_binding(self)
+                self._hostfuncs.append(hf)
+                fr.code, fr.ctx, fr.type_id = mapped.shims[i], hf, type_id(f.type)
+                if f._funcref_addr is None:
+                    f._funcref_addr = int(ffi.cast("uintptr_t", ffi.addressof(self._funcs, i)))
+                    V.register_host_funcref(f._funcref_addr, f)
+            else:
+                src = f._funcref
+                fr.code, fr.ctx, fr.type_id = src.code, src.ctx, src.type_id
+        nimp = len(imported["func"])
+        for j, addr in enumerate(mapped.funcs):
+            fr = self._funcs[nimp + j]
+            fr.code = ffi.cast("void *", addr)
+            fr.ctx = ctx
+            fr.type_id = self._type_ids[func_types[nimp + j]]
+        self._func_objects: dict[int, Function] = {}
+        V.register_funcrefs(int(ffi.cast("uintptr_t", self._funcs)), nfuncs, self)
+
+        # memory
+        mems = imported["memory"] + [Memory(extern_from_json(m)) for m in meta["memories"]]
+        self._memories = mems
+        self._memory = mems[0] if mems else None
+        if self._memory is not None:
+            ctx.mem0 = self._memory._ptr
+            ctx.mem0_base = self._memory._ptr.base
+
+        # tables
+        tables = imported["table"] + [Table(extern_from_json(t)) for t in meta["tables"]]
+        self._tables = tables
+        self._table_ptrs = ffi.new("wa_table *[]", max(len(tables), 1))
+        for i, t in enumerate(tables):
+            self._table_ptrs[i] = t._ptr
+        ctx.tables = self._table_ptrs
+
+        # globals, initialised in order (an initialiser may read imported globals)
+        globs = list(imported["global"])
+        self._globals = globs
+        self._global_ptrs = ffi.new("uint8_t *[]", max(len(globs) + len(meta["globals"]), 1))
+        for i, g in enumerate(globs):
+            self._global_ptrs[i] = g._cell
+        for g in meta["globals"]:
+            gt = extern_from_json(g["type"])
+            glob = Global(gt)
+            V.write_slot(glob._u64, 0, gt.valtype, self.eval_const(g["init"], gt.valtype))
+            self._global_ptrs[len(globs)] = glob._cell
+            globs.append(glob)
+        ctx.globals = self._global_ptrs
+
+        # data and element segments (passive ones stay available to memory.init / table.init)
+        ndata = len(meta["datas"])
+        self._data_ptrs = ffi.new("uint8_t *[]", max(ndata, 1))
+        self._data_sizes = ffi.new("uint32_t[]", max(ndata, 1))
+        for i, d in enumerate(meta["datas"]):
+            self._data_ptrs[i] = mapped.datas[i]
+            self._data_sizes[i] = d["size"]
+        ctx.data_ptrs, ctx.data_sizes = self._data_ptrs, self._data_sizes
+        nelem = len(meta["elems"])
+        self._elem_arrays = []
+        self._elem_items = ffi.new("void **[]", max(nelem, 1))
+        self._elem_sizes = ffi.new("uint32_t[]", max(nelem, 1))
+        for i, e in enumerate(meta["elems"]):
+            et = ValType[e["type"]]
+            arr = ffi.new("void *[]", max(len(e["init"]), 1))
+            for k, x in enumerate(e["init"]):
+                arr[k] = ffi.cast("void *", self.eval_const(x, et))
+            self._elem_arrays.append(arr)
+            self._elem_items[i] = arr
+            self._elem_sizes[i] = len(e["init"])
+        ctx.elem_items, ctx.elem_sizes = self._elem_items, self._elem_sizes
+
+        self._exports = Exports(self._build_exports(meta))
+
+        # active segments, in order; a failure traps like table.init / memory.init would
+        for i, e in enumerate(meta["elems"]):
+            if e["mode"] == "active":
+                off = self.eval_const(e["offset"], ValType.I32)
+                t = tables[e["table"]]
+                if lib.wa_init_table(t._ptr, off, self._elem_items[i], self._elem_sizes[i]) != 0:
+                    raise Trap(TrapCode.TABLE_ACCESS_OUT_OF_BOUNDS, "in an element segment at instantiation")
+                t._keepalive.add(self)
+            if e["mode"] != "passive":
+                self._elem_sizes[i] = 0
+        for i, d in enumerate(meta["datas"]):
+            if d["mode"] == "active":
+                off = self.eval_const(d["offset"], ValType.I32)
+                if lib.wa_init_memory(mems[d["memory"]]._ptr, off, self._data_ptrs[i], self._data_sizes[i]) != 0:
+                    raise Trap(TrapCode.MEMORY_OUT_OF_BOUNDS, "in a data segment at instantiation")
+                self._data_sizes[i] = 0
+        if meta["start"] is not None:
+            self.funcref_object(meta["start"])()
+
+    # ---- constant expressions ----
+
+    def eval_const(self, expr: list, t: ValType) -> int:
+        """Evaluate an initialiser to slot bits."""
+        (name, imm), = expr
+        if name == "i32.const":
+            return imm & 0xFFFFFFFF
+        if name == "i64.const":
+            return imm & 0xFFFFFFFFFFFFFFFF
+        if name in ("f32.const", "f64.const"):
+            return imm
+        if name == "ref.null":
+            return 0
+        if name == "ref.func":
+            return int(ffi.cast("uintptr_t", ffi.addressof(self._funcs, imm)))
+        if name == "global.get":
+            g = self._globals[imm]
+            return V.read_slot(g._u64, 0, g.type.valtype)
+        raise AssertionError(f"not a constant instruction: {name}")
+
+    # ---- exports ----
+
+    def funcref_object(self, index: int) -> Function:
+        f = self._func_objects.get(index)
+        if f is None:
+            nimp = len(self._m.shims)
+            if index < nimp and self._imports_funcs()[index].is_host:
+                f = self._imports_funcs()[index]
+            else:
+                ti = self._m.meta["func_types"][index]
+                f = Function._wasm(self, index, self._types[ti], ffi.addressof(self._funcs, index),
+                                   self._m.tramps[ti])
+            self._func_objects[index] = f
+        return f
+
+    def _imports_funcs(self) -> list[Function]:
+        return [e for e in self._imports if isinstance(e, Function)]
+
+    def _build_exports(self, meta: dict) -> dict[str, Extern]:
+        out: dict[str, Extern] = {}
+        for e in meta["exports"]:
+            k, i = e["kind"], e["index"]
+            if k == "func":
+                out[e["name"]] = self.funcref_object(i)
+            elif k == "memory":
+                out[e["name"]] = self._memories[i]
+            elif k == "table":
+                out[e["name"]] = self._tables[i]
+            else:
+                out[e["name"]] = self._globals[i]
+        return out
+
+    @property
+    def exports(self) -> Exports:
+        return self._exports
+
+    def _export_func(self, name: str) -> Function:
+        ext = self._exports[name]
+        if not isinstance(ext, Function):
+            raise ExportWrongType(f"export {name!r} is a {type(ext).__name__}, not a function")
+        return ext
+
+    def func(self, name: str, type: FuncType | None = None) -> Function:
+        f = self._export_func(name)
+        if type is not None and f.type != type:
+            raise SignatureError(f"export {name!r}: expected {type}, found {f.type}")
+        return f
+
+    def dyn_func(self, name: str) -> Function:
+        return self._export_func(name)
+
+    def call(self, name: str, *args: Any) -> list[Any]:
+        r = self._export_func(name)(*args)
+        if r is None:
+            return []
+        return list(r) if isinstance(r, tuple) else [r]
+
+    def resolve_func(self, name: str) -> int:
+        f = self._export_func(name)
+        for e in self._m.meta["exports"]:
+            if e["name"] == name:
+                return e["index"]
+        return f._index
+
+    def __repr__(self) -> str:
+        return f"<wa.Instance of {self.module!r} exports={list(self._exports)}>"
+
+
+__all__ = ["Instance", "Value"]

@@ -1,0 +1,51 @@
+"""The compiled C runtime (cffi), its fault handlers, and the host-call bridge.
+
+Host functions are kept in a registry keyed by a small integer handle stored in their
+wa_hostfunc; the C runtime calls back into Python through `wa_py_host_call`. Any exception
+there is recorded per thread and reported as a non-zero return, and only then does C raise
+the HOST trap: nothing longjmps over a Python frame.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any, Callable
+
+from .._runtime import ffi, lib
+
+if lib.wa_install_handlers() != 0:  # after faulthandler (if any): ours chain to it
+    raise OSError("wasm-aot: cannot install the fault handlers")
+
+RT_PTR = lib.wa_rt_ptr()
+HOST_CALL_PTR = lib.wa_host_call_ptr()
+
+_host_fns: dict[int, Callable[[Any], None]] = {}
+_handles = itertools.count(1)
+_tls = threading.local()
+
+
+def register_host(fn: Callable[[Any], None]) -> int:
+    """fn(slots) reads its arguments from and writes its results to the slots buffer."""
+    h = next(_handles)
+    _host_fns[h] = fn
+    return h
+
+
+def unregister_host(h: int) -> None:
+    _host_fns.pop(h, None)
+
+
+def take_host_error() -> BaseException | None:
+    err = getattr(_tls, "error", None)
+    _tls.error = None
+    return err
+
+
+@ffi.def_extern()
+def wa_py_host_call(handle, slots):  # noqa: ANN001 (cffi callback)
+    try:
+        _host_fns[int(ffi.cast("uintptr_t", handle))](slots)
+        return 0
+    except BaseException as e:  # noqa: BLE001 - every failure becomes a HOST trap, with its cause
+        _tls.error = e
+        return 1
