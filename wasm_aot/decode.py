@@ -463,6 +463,7 @@ def _data_count_section(r: _Reader, m: ir.Module) -> None:
 
 def _code_section(r: _Reader, m: ir.Module, func_types: list[int]) -> None:
     for i in range(r.length()):
+        entry = r.pos
         size = r.length()
         start = r.pos
         locals_: list[ValType] = []
@@ -478,7 +479,7 @@ def _code_section(r: _Reader, m: ir.Module, func_types: list[int]) -> None:
         if r.pos != start + size:
             raise _err(start, "section size mismatch")
         ti = func_types[i] if i < len(func_types) else -1  # a count mismatch is reported at the end
-        m.funcs.append(ir.Func(ti, locals_, body, start))
+        m.funcs.append(ir.Func(ti, locals_, body, entry))
 
 
 def _data_section(r: _Reader, m: ir.Module) -> None:

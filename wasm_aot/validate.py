@@ -295,7 +295,6 @@ class _FuncValidator:
         _no_simd(func.locals, func.offset)
         local_types = list(ft.params) + func.locals
         nlocals = len(local_types)
-        globals_ = c.globals
         vals = self.vals
         ctrls = self.ctrls
         pop = self.pop
@@ -445,7 +444,8 @@ class _FuncValidator:
                 vals.append(FUNCREF)
             else:
                 self.other(op, imm, pos)
-        del globals_
+        if ctrls:  # only a hand-built body can lack its final end: the decoder insists on it
+            raise _err(self.pos, "END opcode expected")
 
     def other(self, op: int, imm: object, pos: int) -> None:
         """Table, memory and bulk instructions: rarer, so kept out of the main loop."""
