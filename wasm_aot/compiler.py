@@ -38,10 +38,29 @@ def _options(opt_level: int, cpu: str, bounds_checks: bool) -> dict[str, Any]:
     return {"opt_level": opt_level, "cpu": cpu, "bounds_checks": bool(bounds_checks)}
 
 
+_source_digest: str | None = None
+
+
+def source_digest() -> str:
+    """A digest of the compiler's own source: a changed compiler never reuses old artifacts."""
+    global _source_digest
+    if _source_digest is None:
+        root = os.path.dirname(os.path.abspath(__file__))
+        h = hashlib.sha256()
+        for sub in ("", "codegen"):
+            d = os.path.join(root, sub)
+            for f in sorted(os.listdir(d)):
+                if f.endswith(".py"):
+                    with open(os.path.join(d, f), "rb") as fh:
+                        h.update(f.encode() + b"\0" + fh.read())
+        _source_digest = h.hexdigest()
+    return _source_digest
+
+
 def cache_key(wasm: bytes, options: dict[str, Any], toolchain: dict[str, Any]) -> str:
     h = hashlib.sha256(wasm)
     h.update(json.dumps({"options": options, "toolchain": toolchain, "compiler": __version__,
-                         "abi": abi.ABI_VERSION}, sort_keys=True).encode())
+                         "source": source_digest(), "abi": abi.ABI_VERSION}, sort_keys=True).encode())
     return h.hexdigest()
 
 

@@ -28,6 +28,15 @@ TABLE = STRUCT["wa_table"]
 MEMORY = STRUCT["wa_memory"]
 
 
+class _VolatileLoad(ll.LoadInstr):
+    """A load whose value is dropped: it must still run, since it may trap on the guard page."""
+
+    def descr(self, buf: list) -> None:
+        inner: list = []
+        super().descr(inner)
+        buf.append(inner[0].replace("load ", "load volatile ", 1))
+
+
 class Frame:
     __slots__ = ("kind", "params", "results", "target", "end_bb", "else_bb", "height", "slots",
                  "param_slots", "used", "else_args")
@@ -65,6 +74,9 @@ class FuncCodegen:
         self.dead = False
         self.skip = 0  # nesting depth of blocks being skipped in dead code
         self.rt: ll.Value | None = None
+        self.mem_loads: dict[int, ll.LoadInstr] = {}  # id(pushed value) -> its memory load
+        self.fconsts: set[int] = set()  # ids of float constants pushed by f32/f64.const
+        self.promotes: set[int] = set()  # ids of f64.promote_f32 results
 
     # ---- helpers used by numeric.py (its Fx interface) and below ----
 
@@ -330,7 +342,8 @@ class FuncCodegen:
         ft = mc.wasm.types[mc.func_types[fidx]]
         args = self.pop(len(ft.params))
         if fidx >= mc.num_imported_funcs:
-            self.push_results(self.b.call(mc.funcs[fidx], [self.ctx] + args), ft)
+            # notail: tail-recursion elimination would turn unbounded recursion into a loop
+            self.push_results(self.b.call(mc.funcs[fidx], [self.ctx] + args, tail="notail"), ft)
         else:
             fr = self.b.gep(self.ctx_field("funcs", PTR), [ll.Constant(I32, fidx)], inbounds=True,
                             source_etype=FUNCREF)
@@ -369,7 +382,9 @@ class FuncCodegen:
     # ---- parametric, variables ----
 
     def drop(self, _imm) -> None:
-        self.stack.pop()
+        load = self.mem_loads.get(id(self.stack.pop()))
+        if load is not None:
+            load.__class__ = _VolatileLoad
 
     def select(self, _imm) -> None:
         a, b_, c = self.pop(3)
@@ -438,9 +453,15 @@ class FuncCodegen:
 
     def f32_const(self, bits: int) -> None:
         self.stack.append(self.b.bitcast(ll.Constant(I32, bits), F32))
+        self.fconsts.add(id(self.stack[-1]))
 
     def f64_const(self, bits: int) -> None:
         self.stack.append(self.b.bitcast(ll.Constant(I64, bits), F64))
+        self.fconsts.add(id(self.stack[-1]))
+
+    def canonicalize(self, v: ll.Value) -> ll.Value:
+        return self.b.call(self.intrinsic(f"llvm.canonicalize.{'f32' if v.type == F32 else 'f64'}",
+                                          v.type, [v.type]), [v])
 
     # ---- references and tables ----
 
@@ -499,11 +520,12 @@ class FuncCodegen:
 def _load(mem_t: ll.Type, width: int, ext: str | None, to: ll.Type) -> Callable:
     def lower(fc: FuncCodegen, imm) -> None:
         p = fc.address(fc.stack.pop(), imm[1], width)
-        v = fc.b.load(p, typ=mem_t, align=1)
+        load = v = fc.b.load(p, typ=mem_t, align=1)
         if ext == "s":
             v = fc.b.sext(v, to)
         elif ext == "u":
             v = fc.b.zext(v, to)
+        fc.mem_loads[id(v)] = load
         fc.stack.append(v)
     return lower
 
@@ -559,6 +581,8 @@ def _build_table() -> dict[int, Callable]:
     for code, name in op.NAME.items():
         if name in by_name:
             table[code] = by_name[name]
+        elif name in _GUARDED:
+            table[code] = _GUARDED[name](NUMERIC[name])
         elif name in NUMERIC:
             table[code] = _numeric_lowering(NUMERIC[name], len(op.SIG[code][0]))
         else:
@@ -570,6 +594,39 @@ def _numeric_lowering(f: Callable, arity: int) -> Callable:
     def lower(fc: FuncCodegen, _imm) -> None:
         fc.stack.append(f(fc, fc.pop(arity)))
     return lower
+
+
+# LLVM folds x-0, x*1, x/1, x*-1, -0-x, demote(promote x) to x or -x, which lets a signalling NaN
+# through unquieted; wasm wants a quiet NaN. Quieting every result would cost a multiply per
+# operation, so only these shapes (an operand that is a wasm constant) are canonicalized.
+def _guard_const_fold(f: Callable) -> Callable:
+    def lower(fc: FuncCodegen, _imm) -> None:
+        args = fc.pop(2)
+        r = f(fc, args)
+        if id(args[0]) in fc.fconsts or id(args[1]) in fc.fconsts:
+            r = fc.canonicalize(r)
+        fc.stack.append(r)
+    return lower
+
+
+def _guard_demote(f: Callable) -> Callable:
+    def lower(fc: FuncCodegen, _imm) -> None:
+        a = fc.stack.pop()
+        r = f(fc, [a])
+        fc.stack.append(fc.canonicalize(r) if id(a) in fc.promotes else r)
+    return lower
+
+
+def _mark_promote(f: Callable) -> Callable:
+    def lower(fc: FuncCodegen, _imm) -> None:
+        fc.stack.append(f(fc, [fc.stack.pop()]))
+        fc.promotes.add(id(fc.stack[-1]))
+    return lower
+
+
+_GUARDED = {f"{t}.{o}": _guard_const_fold for t in ("f32", "f64") for o in ("add", "sub", "mul", "div")}
+_GUARDED["f32.demote_f64"] = _guard_demote
+_GUARDED["f64.promote_f32"] = _mark_promote
 
 
 LOWER = _build_table()

@@ -141,6 +141,17 @@ def _fintrinsic(base: str) -> Lower:
     return lower
 
 
+def _fminmax(base: str) -> Lower:
+    """llvm.minimum/maximum pass a signalling NaN through unquieted; wasm wants an arithmetic
+    (quiet) NaN, which fadd of the operands gives whenever either is NaN."""
+    inner = _fintrinsic(base)
+
+    def lower(fx: Fx, args: list[ir.Value]) -> ir.Value:
+        a, b = args
+        return fx.b.select(fx.b.fcmp_unordered("uno", a, b), fx.b.fadd(a, b), inner(fx, args))
+    return lower
+
+
 def _fneg(fx: Fx, args: list[ir.Value]) -> ir.Value:
     # fneg only flips the sign bit (NaN payloads kept), unlike `fsub -0.0, x`.
     return fx.b.fneg(args[0])
@@ -247,8 +258,8 @@ def _build() -> dict[str, Lower]:
         for name, method in (("add", "fadd"), ("sub", "fsub"), ("mul", "fmul"), ("div", "fdiv")):
             t[f"{ft}.{name}"] = _binop(method)
         # minimum/maximum (not minnum/maxnum): NaN-propagating and -0 < +0, as wasm wants.
-        t[f"{ft}.min"] = _fintrinsic("llvm.minimum")
-        t[f"{ft}.max"] = _fintrinsic("llvm.maximum")
+        t[f"{ft}.min"] = _fminmax("llvm.minimum")
+        t[f"{ft}.max"] = _fminmax("llvm.maximum")
         t[f"{ft}.copysign"] = _fintrinsic("llvm.copysign")
 
     t["i32.wrap_i64"] = _cast("trunc", I32)
