@@ -295,6 +295,7 @@ class _FuncValidator:
         _no_simd(func.locals, func.offset)
         local_types = list(ft.params) + func.locals
         nlocals = len(local_types)
+        has_memory = bool(c.mems)
         vals = self.vals
         ctrls = self.ctrls
         pop = self.pop
@@ -303,6 +304,11 @@ class _FuncValidator:
         frame = ctrls[-1]  # the innermost frame, kept in step with ctrls
         for op, imm, pos in func.body:
             self.pos = pos
+            if op == LOCAL_GET:  # the most frequent instruction
+                if imm >= nlocals:
+                    raise _err(pos, f"unknown local {imm}")
+                vals.append(local_types[imm])
+                continue
             sig = plain.get(op)
             if sig is not None:  # numeric operators and constants, inlined pops
                 pops, pushes = sig
@@ -314,10 +320,6 @@ class _FuncValidator:
                     elif not frame[4]:
                         raise _err(pos, _MISMATCH)
                 vals.extend(pushes)
-            elif op == LOCAL_GET:
-                if imm >= nlocals:
-                    raise _err(pos, f"unknown local {imm}")
-                vals.append(local_types[imm])
             elif op == LOCAL_SET or op == LOCAL_TEE:
                 if imm >= nlocals:
                     raise _err(pos, f"unknown local {imm}")
@@ -327,7 +329,8 @@ class _FuncValidator:
                     vals.append(t)
             elif op in _MEMARG:
                 pops, pushes, natural = _MEMARG[op]
-                c.memory(0, pos)
+                if not has_memory:
+                    c.memory(0, pos)
                 if imm[0] > natural:
                     raise _err(pos, "alignment must not be larger than natural")
                 for t in pops:
