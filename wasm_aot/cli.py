@@ -1,0 +1,166 @@
+"""The `wasm-aot` command: compile, run, inspect, cache.
+
+Exit status: 0 success, 1 trap or user error (one line on stderr), 2 usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+from .errors import Error, Trap
+from .types import FuncType, ValType
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wasm-aot", description="WebAssembly ahead-of-time compiler and runtime")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    c = sub.add_parser("compile", help="compile a .wasm to a native artifact (.so)")
+    c.add_argument("input")
+    c.add_argument("-o", "--output", help="artifact path (default: INPUT with .so)")
+    for lvl in range(4):
+        c.add_argument(f"-O{lvl}", dest="opt", action="store_const", const=lvl)
+    c.add_argument("--cpu", default="native", help="native (default), generic, or an LLVM CPU name")
+    c.add_argument("--bounds-checks", action="store_true",
+                   help="explicit bounds checks instead of guard pages (for hosts that cannot reserve 8 GiB)")
+    c.add_argument("--emit-llvm", metavar="FILE", help="also write the optimised LLVM IR to FILE")
+    c.add_argument("--timings", action="store_true", help="print the time of each phase")
+
+    r = sub.add_parser("run", help="run an exported function of a .wasm or .so")
+    r.add_argument("input")
+    r.add_argument("--invoke", metavar="NAME", help="the export to call (default: _start, else run, else main)")
+    r.add_argument("args", nargs="*", help="arguments, parsed by the function's parameter types")
+
+    i = sub.add_parser("inspect", help="show imports, exports, memory and artifact metadata")
+    i.add_argument("input")
+
+    k = sub.add_parser("cache", help="manage the artifact cache")
+    k.add_argument("action", choices=["dir", "list", "clean"])
+    return p
+
+
+def _parse_arg(text: str, t: ValType) -> Any:
+    if t in (ValType.I32, ValType.I64):
+        return int(text, 0)
+    if t in (ValType.F32, ValType.F64):
+        return float(text)
+    raise Error(f"cannot pass a {t} argument from the command line")
+
+
+def _format(v: Any) -> str:
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def _load(path: str) -> Any:
+    from .loader.module import Module
+    return Module.from_file(path)
+
+
+def cmd_compile(a: argparse.Namespace) -> int:
+    from .compiler import compile_to_file
+    with open(a.input, "rb") as f:
+        data = f.read()
+    out = a.output or os.path.splitext(a.input)[0] + ".so"
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    compile_to_file(data, out, opt_level=2 if a.opt is None else a.opt, cpu=a.cpu,
+                    bounds_checks=a.bounds_checks, emit_llvm=a.emit_llvm, timings=timings)
+    if a.timings:
+        for phase in ("decode", "validate", "codegen", "optimise", "emit", "link"):
+            if phase in timings:
+                print(f"{phase:<10}{timings[phase] * 1000:10.1f} ms", file=sys.stderr)
+        print(f"{'total':<10}{(time.perf_counter() - t0) * 1000:10.1f} ms", file=sys.stderr)
+    return 0
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    mod = _load(a.input)
+    inst = mod.instantiate()
+    name = a.invoke
+    if name is None:
+        funcs = [e.name for e in mod.exports if isinstance(e.type, FuncType)]
+        name = next((n for n in ("_start", "run", "main") if n in funcs), None)
+        if name is None:
+            raise Error("no --invoke given and no _start, run or main export")
+    f = inst.func(name)
+    if len(a.args) != len(f.type.params):
+        raise Error(f"{name} takes {len(f.type.params)} argument(s) {f.type}, got {len(a.args)}")
+    try:
+        args = [_parse_arg(s, t) for s, t in zip(a.args, f.type.params)]
+    except ValueError as e:
+        raise Error(f"bad argument: {e}") from None
+    r = f(*args)
+    for v in ([] if r is None else list(r) if isinstance(r, tuple) else [r]):
+        print(_format(v))
+    return 0
+
+
+def cmd_inspect(a: argparse.Namespace) -> int:
+    mod = _load(a.input)
+    meta = mod.metadata
+    print(f"artifact:   {mod.path}")
+    print(f"wasm:       sha256 {meta.get('wasm_sha256')}")
+    print(f"compiler:   wasm-aot {meta.get('compiler')}, LLVM {meta.get('llvm')}, options {meta.get('options')}")
+    print(f"target:     {meta.get('triple')} cpu {meta.get('cpu_name')}")
+    print(f"imports:    {len(mod.imports)}")
+    for i in mod.imports:
+        print(f"  {i.module}.{i.name}: {i.type}")
+    print(f"exports:    {len(mod.exports)}")
+    for e in mod.exports:
+        print(f"  {e.name}: {e.type}")
+    for m in meta.get("memories", []):
+        lo, hi = m["limits"]
+        print(f"memory:     {lo} page(s), max {hi if hi is not None else 'none'}")
+    print(f"functions:  {len(meta['func_types'])}, data segments: {len(meta['datas'])}, "
+          f"element segments: {len(meta['elems'])}")
+    return 0
+
+
+def cmd_cache(a: argparse.Namespace) -> int:
+    from . import cache
+    if a.action == "dir":
+        print(cache.default_cache_dir())
+    elif a.action == "list":
+        now = time.time()
+        for path in cache.entries():
+            st = os.stat(path)
+            src = "?"
+            try:
+                from .loader.artifact import read_metadata
+                with open(path, "rb") as f:
+                    src = read_metadata(f.read(), path).get("wasm_sha256", "?")[:16]
+            except Error:
+                src = "(invalid)"
+            print(f"{os.path.basename(path)[:16]}  {st.st_size:>10}  {(now - st.st_mtime) / 3600:7.1f}h  wasm {src}")
+    else:
+        print(f"removed {cache.clean()} artifact(s)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    a, extra = parser.parse_known_args(argv)
+    if extra:  # `run X --invoke f 1 2`: arguments after the option land here, in order
+        if a.cmd != "run" or any(x.startswith("--") for x in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        a.args += extra
+    try:
+        return {"compile": cmd_compile, "run": cmd_run, "inspect": cmd_inspect, "cache": cmd_cache}[a.cmd](a)
+    except Trap as e:
+        print(f"wasm-aot: trap: {e}", file=sys.stderr)
+        return 1
+    except Error as e:
+        print(f"wasm-aot: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"wasm-aot: error: {e.filename or ''}: {e.strerror}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
