@@ -1,0 +1,392 @@
+"""Traps: every kind reachable from wasm code becomes a wa.Trap with the right code and message, the
+instance stays usable afterwards (even after thousands of traps), trap frames name the wasm functions,
+and host exceptions become HOST traps. The process must survive all of it."""
+from __future__ import annotations
+
+import random
+import struct
+
+import pytest
+
+import wasm_aot as wa
+from conftest import wat
+
+TC = wa.TrapCode
+
+MESSAGES = {
+    TC.UNREACHABLE: "unreachable",
+    TC.INT_DIV_BY_ZERO: "integer divide by zero",
+    TC.INT_OVERFLOW: "integer overflow",
+    TC.BAD_CONVERSION: "invalid conversion to integer",
+    TC.MEMORY_OUT_OF_BOUNDS: "out of bounds memory access",
+    TC.TABLE_OUT_OF_BOUNDS: "undefined element",
+    TC.UNINITIALIZED_ELEMENT: "uninitialized element",
+    TC.INDIRECT_CALL_TYPE_MISMATCH: "indirect call type mismatch",
+    TC.STACK_OVERFLOW: "call stack exhausted",
+    TC.HOST: "host function failed",
+}
+
+TRAPS_WAT = r"""
+(module
+  (type $ret_i32 (func (result i32)))
+  (type $ret_i64 (func (result i64)))
+  (memory (export "memory") 1 4)
+  (table 4 funcref)
+  (elem (i32.const 0) $forty_two $an_i64)
+  (global $counter (mut i32) (i32.const 0))
+
+  (func $forty_two (type $ret_i32) (i32.const 42))
+  (func $an_i64 (type $ret_i64) (i64.const 7))
+
+  (func (export "add") (param i32 i32) (result i32)
+    (i32.add (local.get 0) (local.get 1)))
+  (func (export "unreachable") unreachable)
+  (func (export "div_s") (param i32 i32) (result i32)
+    (i32.div_s (local.get 0) (local.get 1)))
+  (func (export "trunc_f32_s") (param f32) (result i32)
+    (i32.trunc_f32_s (local.get 0)))
+  (func (export "rem_u64") (param i64 i64) (result i64)
+    (i64.rem_u (local.get 0) (local.get 1)))
+  (func (export "load") (param i32) (result i32)
+    (i32.load (local.get 0)))
+  (func (export "load8") (param i32) (result i32)
+    (i32.load8_u (local.get 0)))
+  (func (export "store") (param i32 i32)
+    (i32.store (local.get 0) (local.get 1)))
+  (func (export "load_big_offset") (param i32) (result i32)
+    (i32.load offset=4294967295 (local.get 0)))
+  (func (export "grow") (param i32) (result i32)
+    (memory.grow (local.get 0)))
+  (func (export "size") (result i32) (memory.size))
+
+  (func $rec (export "rec") (param i32) (result i32)
+    (i32.add (call $rec (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))
+  (func $even (export "even") (param i64) (result i64)
+    (i64.add (call $odd (i64.add (local.get 0) (i64.const 1))) (i64.const 1)))
+  (func $odd (param i64) (result i64)
+    (i64.mul (call $even (i64.sub (local.get 0) (i64.const 3))) (i64.const 3)))
+
+  (func (export "call_indirect") (param i32) (result i32)
+    (call_indirect (type $ret_i32) (local.get 0)))
+
+  (func (export "bump") (result i32)
+    (global.set $counter (i32.add (global.get $counter) (i32.const 1)))
+    (global.get $counter))
+)
+"""
+
+
+@pytest.fixture(scope="module", params=[0, 2], ids=["O0", "O2"])
+def module(request):
+    return wa.compile(wat(TRAPS_WAT), opt_level=request.param)
+
+
+@pytest.fixture
+def inst(module):
+    return module.instantiate()
+
+
+def expect_trap(code, fn, *args):
+    with pytest.raises(wa.Trap) as ei:
+        fn(*args)
+    t = ei.value
+    assert isinstance(t, wa.Error)
+    assert t.code is code, f"expected {code.name}, got {t.code!r}: {t}"
+    assert str(t).startswith(MESSAGES[code]), str(t)
+    return t
+
+
+def f32(bits):
+    return struct.unpack("<f", struct.pack("<I", bits))[0]
+
+
+# ---- one test per trap kind ----
+
+def test_unreachable(inst):
+    expect_trap(TC.UNREACHABLE, inst.func("unreachable"))
+
+
+def test_div_s_by_zero(inst):
+    expect_trap(TC.INT_DIV_BY_ZERO, inst.func("div_s"), 7, 0)
+    expect_trap(TC.INT_DIV_BY_ZERO, inst.func("div_s"), 0, 0)
+    assert inst.func("div_s")(7, -2) == -3
+
+
+def test_div_s_overflow(inst):
+    expect_trap(TC.INT_OVERFLOW, inst.func("div_s"), -2**31, -1)
+    assert inst.func("div_s")(-2**31, 1) == -2**31
+
+
+def test_trunc_nan(inst):
+    expect_trap(TC.BAD_CONVERSION, inst.func("trunc_f32_s"), float("nan"))
+    expect_trap(TC.BAD_CONVERSION, inst.func("trunc_f32_s"), f32(0xFFC00001))
+
+
+@pytest.mark.parametrize("x", [2147483648.0, -2147483904.0, float("inf"), float("-inf"), 1e30])
+def test_trunc_out_of_range(inst, x):
+    expect_trap(TC.INT_OVERFLOW, inst.func("trunc_f32_s"), x)
+
+
+def test_trunc_in_range(inst):
+    t = inst.func("trunc_f32_s")
+    assert t(-2147483648.0) == -2**31
+    assert t(2147483520.0) == 2147483520
+    assert t(-1.9) == -1
+
+
+def test_i64_rem_u_by_zero(inst):
+    expect_trap(TC.INT_DIV_BY_ZERO, inst.func("rem_u64"), 5, 0)
+    assert inst.func("rem_u64")(-1, 10) == (2**64 - 1) % 10
+
+
+def test_memory_out_of_bounds(inst):
+    expect_trap(TC.MEMORY_OUT_OF_BOUNDS, inst.func("load"), 65536)
+    expect_trap(TC.MEMORY_OUT_OF_BOUNDS, inst.func("load"), 65533)  # straddles the end
+    expect_trap(TC.MEMORY_OUT_OF_BOUNDS, inst.func("load"), -1)
+    expect_trap(TC.MEMORY_OUT_OF_BOUNDS, inst.func("load8"), 65536)
+    expect_trap(TC.MEMORY_OUT_OF_BOUNDS, inst.func("store"), 65536, 1)
+    expect_trap(TC.MEMORY_OUT_OF_BOUNDS, inst.func("store"), 65534, 1)
+    expect_trap(TC.MEMORY_OUT_OF_BOUNDS, inst.func("load_big_offset"), 0)
+    expect_trap(TC.MEMORY_OUT_OF_BOUNDS, inst.func("load_big_offset"), 0xFFFF)
+    # the last in-bounds word still works, and a failed store wrote nothing
+    inst.func("store")(65532, 0x11223344)
+    assert inst.func("load")(65532) == 0x11223344
+    assert inst.exports["memory"].read(65532, 4) == bytes.fromhex("44332211")
+
+
+def test_memory_grow_makes_the_page_usable(inst):
+    expect_trap(TC.MEMORY_OUT_OF_BOUNDS, inst.func("load"), 65536)
+    assert inst.func("grow")(1) == 1
+    assert inst.func("size")() == 2
+    assert inst.func("load")(65536) == 0
+    inst.func("store")(65536 + 100, -5)
+    assert inst.func("load")(65536 + 100) == -5
+    assert inst.exports["memory"].read(65536 + 100, 4) == struct.pack("<i", -5)
+    expect_trap(TC.MEMORY_OUT_OF_BOUNDS, inst.func("load"), 131072)
+    # beyond the maximum (4 pages) memory.grow fails with -1, without trapping
+    assert inst.func("grow")(3) == -1
+    assert inst.func("size")() == 2
+    assert inst.func("grow")(2) == 2
+    assert inst.func("load")(4 * 65536 - 4) == 0
+    expect_trap(TC.MEMORY_OUT_OF_BOUNDS, inst.func("load"), 4 * 65536)
+
+
+def test_stack_overflow(inst):
+    expect_trap(TC.STACK_OVERFLOW, inst.func("rec"), 0)
+    assert inst.func("add")(2, 3) == 5
+    expect_trap(TC.STACK_OVERFLOW, inst.func("rec"), 0)
+
+
+def test_mutual_recursion_stack_overflow(inst):
+    expect_trap(TC.STACK_OVERFLOW, inst.func("even"), 0)
+    assert inst.func("add")(2, 3) == 5
+
+
+def test_call_indirect_ok(inst):
+    assert inst.func("call_indirect")(0) == 42
+
+
+def test_call_indirect_out_of_range(inst):
+    expect_trap(TC.TABLE_OUT_OF_BOUNDS, inst.func("call_indirect"), 4)
+    expect_trap(TC.TABLE_OUT_OF_BOUNDS, inst.func("call_indirect"), -1)
+    expect_trap(TC.TABLE_OUT_OF_BOUNDS, inst.func("call_indirect"), 1000000)
+
+
+def test_call_indirect_uninitialized(inst):
+    expect_trap(TC.UNINITIALIZED_ELEMENT, inst.func("call_indirect"), 2)
+    expect_trap(TC.UNINITIALIZED_ELEMENT, inst.func("call_indirect"), 3)
+
+
+def test_call_indirect_type_mismatch(inst):
+    expect_trap(TC.INDIRECT_CALL_TYPE_MISMATCH, inst.func("call_indirect"), 1)
+
+
+# ---- thousands of traps, then the instance still works ----
+
+def test_many_traps_leave_the_instance_usable(inst):
+    mem = inst.exports["memory"]
+    pattern = bytes(random.Random(1).randrange(256) for _ in range(4096))
+    mem.write(1000, pattern)
+    inst.func("store")(60000, 0x5EED)
+
+    f = {n: inst.func(n) for n in ("unreachable", "div_s", "trunc_f32_s", "rem_u64", "load", "store",
+                                   "load_big_offset", "rec", "even", "call_indirect", "add", "bump")}
+    kinds = [
+        (TC.UNREACHABLE, f["unreachable"], ()),
+        (TC.INT_DIV_BY_ZERO, f["div_s"], (1, 0)),
+        (TC.INT_OVERFLOW, f["div_s"], (-2**31, -1)),
+        (TC.BAD_CONVERSION, f["trunc_f32_s"], (float("nan"),)),
+        (TC.INT_OVERFLOW, f["trunc_f32_s"], (3e9,)),
+        (TC.INT_DIV_BY_ZERO, f["rem_u64"], (1, 0)),
+        (TC.MEMORY_OUT_OF_BOUNDS, f["load"], (65536,)),
+        (TC.MEMORY_OUT_OF_BOUNDS, f["store"], (70000, 9)),
+        (TC.MEMORY_OUT_OF_BOUNDS, f["load_big_offset"], (8,)),
+        (TC.TABLE_OUT_OF_BOUNDS, f["call_indirect"], (9,)),
+        (TC.UNINITIALIZED_ELEMENT, f["call_indirect"], (2,)),
+        (TC.INDIRECT_CALL_TYPE_MISMATCH, f["call_indirect"], (1,)),
+    ]
+    rng = random.Random(12345)
+    counts: dict[TC, int] = {}
+    n_total, n_stack = 10_000, 0
+    for i in range(n_total):
+        if i % 40 == 0:  # 250 stack overflows, alternating self and mutual recursion
+            code, fn, args = (TC.STACK_OVERFLOW, f["rec"] if n_stack % 2 else f["even"], (0,))
+            n_stack += 1
+        else:
+            code, fn, args = kinds[rng.randrange(len(kinds))]
+        try:
+            fn(*args)
+        except wa.Trap as t:
+            assert t.code is code, f"call {i}: expected {code.name}, got {t.code!r}"
+            counts[code] = counts.get(code, 0) + 1
+        else:
+            pytest.fail(f"call {i}: {fn!r}{args} did not trap")
+        if i % 1000 == 999:
+            assert f["add"](i, 1) == i + 1
+    assert n_stack >= 200
+    assert sum(counts.values()) == n_total
+    assert set(counts) == {k for k, _, _ in kinds} | {TC.STACK_OVERFLOW}
+
+    assert f["add"](40, 2) == 42
+    assert f["call_indirect"](0) == 42
+    assert f["bump"]() == 1 and f["bump"]() == 2
+    assert mem.read(1000, len(pattern)) == pattern
+    assert f["load"](60000) == 0x5EED
+    assert f["div_s"](100, 7) == 14
+
+
+def test_traps_leave_other_instances_alone(module):
+    a, b = module.instantiate(), module.instantiate()
+    b.func("store")(16, 77)
+    for _ in range(50):
+        expect_trap(TC.MEMORY_OUT_OF_BOUNDS, a.func("load"), 65536)
+        expect_trap(TC.STACK_OVERFLOW, a.func("rec"), 0) if _ % 10 == 0 else None
+    assert b.func("load")(16) == 77
+    assert a.func("load")(16) == 0
+
+
+# ---- trap frames ----
+
+FRAMES_WAT = r"""
+(module
+  (func $a (export "a") (param i32) (result i32)
+    (i32.add (call $b (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))
+  (func $b (param i32) (result i32)
+    (i32.mul (call $c (i32.mul (local.get 0) (i32.const 3))) (i32.const 5)))
+  (func $c (param i32) (result i32)
+    (if (i32.ge_s (local.get 0) (i32.const 0)) (then unreachable))
+    (local.get 0))
+)
+"""
+
+
+@pytest.mark.parametrize("opt_level", [0, 2])
+def test_trap_frames_innermost_first(opt_level):
+    mod = wa.compile(wat(FRAMES_WAT, "--debug-names"), opt_level=opt_level)
+    inst = mod.instantiate()
+    a = inst.func("a")
+    assert a(-10) == (-10 + 1) * 3 * 5 + 1
+    t = expect_trap(TC.UNREACHABLE, a, 1)
+    assert all(isinstance(fr, wa.Frame) for fr in t.frames)
+    assert [fr.func_name for fr in t.frames] == ["c", "b", "a"]
+    assert [fr.func_index for fr in t.frames] == [2, 1, 0]
+
+
+def test_trap_frames_without_names_have_indices():
+    mod = wa.compile(wat(FRAMES_WAT), opt_level=0)  # no name section
+    t = expect_trap(TC.UNREACHABLE, mod.instantiate().func("a"), 1)
+    assert [fr.func_index for fr in t.frames] == [2, 1, 0]
+    assert all(fr.func_name is None for fr in t.frames)
+
+
+# ---- host functions ----
+
+HOST_WAT = r"""
+(module
+  (import "env" "cb" (func $cb (result i32)))
+  (memory (export "memory") 1)
+  (func (export "call_cb") (result i32)
+    (i32.store (i32.const 0) (i32.const 99))
+    (i32.add (call $cb) (i32.const 1)))
+  (func (export "add") (param i32 i32) (result i32)
+    (i32.add (local.get 0) (local.get 1)))
+)
+"""
+
+HOST_ARGS_WAT = r"""
+(module
+  (import "env" "cb" (func $cb (param i32) (result i32)))
+  (func (export "call_cb") (param i32) (result i32)
+    (i32.add (call $cb (local.get 0)) (i32.const 1)))
+  (func (export "add") (param i32 i32) (result i32)
+    (i32.add (local.get 0) (local.get 1)))
+)
+"""
+
+
+def test_host_exception_becomes_host_trap():
+    state = {"x": 5, "calls": 0}
+
+    def cb():
+        state["calls"] += 1
+        x = state["x"]
+        if x < 0:
+            raise ValueError(f"negative: {x}")
+        return x * 2
+
+    mod = wa.compile(wat(HOST_WAT))
+    inst = mod.instantiate({"env": {"cb": wa.Function(cb, wa.FuncType([], [wa.I32]))}})
+    f = inst.func("call_cb")
+    assert f() == 11
+    for i in range(200):
+        state["x"] = -1 - i
+        t = expect_trap(TC.HOST, f)
+        assert isinstance(t.__cause__, ValueError)
+        assert str(t.__cause__) == f"negative: {-1 - i}"
+    state["x"] = 20
+    assert f() == 41
+    assert inst.func("add")(2, 2) == 4
+    assert inst.exports["memory"].read(0, 4) == struct.pack("<i", 99)
+    assert state["calls"] == 202
+
+
+def test_host_exception_with_arguments_becomes_host_trap():
+    """The same with a host function that takes a parameter (the shim spills it to the slots)."""
+    def cb(x):
+        if x < 0:
+            raise ValueError(f"negative: {x}")
+        return x * 2
+
+    mod = wa.compile(wat(HOST_ARGS_WAT))
+    inst = mod.instantiate({"env": {"cb": wa.Function(cb, wa.FuncType([wa.I32], [wa.I32]))}})
+    f = inst.func("call_cb")
+    assert f(5) == 11
+    t = expect_trap(TC.HOST, f, -3)
+    assert isinstance(t.__cause__, ValueError) and str(t.__cause__) == "negative: -3"
+    assert f(20) == 41
+    assert inst.func("add")(2, 2) == 4
+
+
+def test_trap_in_wasm_called_from_a_host_function():
+    """wasm -> host -> wasm that traps: the trap unwinds through the host function, process survives."""
+    inner = wa.compile(wat(TRAPS_WAT)).instantiate()
+    state = {"d": 0}
+
+    def cb():
+        return inner.func("div_s")(1, state["d"])
+
+    mod = wa.compile(wat(HOST_WAT))
+    inst = mod.instantiate({"env": {"cb": wa.Function(cb, wa.FuncType([], [wa.I32]))}})
+    for _ in range(20):
+        with pytest.raises(wa.Trap) as ei:
+            inst.func("call_cb")()
+        assert ei.value.code in (TC.INT_DIV_BY_ZERO, TC.HOST)
+    state["d"] = 1
+    assert inst.func("call_cb")() == 2
+    assert inner.func("add")(1, 1) == 2
+
+
+def test_trap_in_start_function():
+    src = r"""(module (func $s unreachable) (start $s))"""
+    mod = wa.compile(wat(src))
+    expect_trap(TC.UNREACHABLE, mod.instantiate)
