@@ -342,7 +342,8 @@ class FuncCodegen:
         ft = mc.wasm.types[mc.func_types[fidx]]
         args = self.pop(len(ft.params))
         if fidx >= mc.num_imported_funcs:
-            # notail: tail-recursion elimination would turn unbounded recursion into a loop
+            # notail: tail-call elimination would turn unbounded recursion into a loop that never
+            # exhausts the stack (the spec wants "call stack exhausted")
             self.push_results(self.b.call(mc.funcs[fidx], [self.ctx] + args, tail="notail"), ft)
         else:
             fr = self.b.gep(self.ctx_field("funcs", PTR), [ll.Constant(I32, fidx)], inbounds=True,
@@ -354,7 +355,7 @@ class FuncCodegen:
         callee_ctx = self.b.load(self.field_ptr("wa_funcref", fr, "ctx"), typ=PTR)
         # the callee may be another instance (or a host function): hand it our stack limit
         self.b.store(self.ctx_field("stack_limit", I64), callee_ctx)
-        self.push_results(self.b.call(Callee(code, wasm_fntype(ft)), [callee_ctx] + args), ft)
+        self.push_results(self.b.call(Callee(code, wasm_fntype(ft)), [callee_ctx] + args, tail="notail"), ft)
 
     def push_results(self, r: ll.Value, ft: FuncType) -> None:
         if len(ft.results) == 1:

@@ -130,6 +130,7 @@ class ModuleCodegen:
             n = max(len(ft.params), len(ft.results), 1)
             buf = b.alloca(ll.ArrayType(I8, n * abi.SLOT_SIZE))
             buf.align = 16
+            buf.type = PTR  # opaque, so slots of any value type can be addressed in it
             for j, a in enumerate(fn.args[1:]):
                 b.store(a, self.slot(b, buf, j), align=8)
             callp = b.gep(hf, [ll.Constant(I32, 0), ll.Constant(I32, abi.field_index("wa_hostfunc", "call"))],
