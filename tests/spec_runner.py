@@ -54,7 +54,7 @@ SPEC_CACHE = TESTS_DIR / ".spec-cache"
 ARTIFACT_CACHE = SPEC_CACHE / "artifacts"
 DEFAULT_OPT = int(os.environ.get("WASM_AOT_SPEC_OPT", "2"))
 # seconds without any progress (one command) before a child is considered hung
-COMMAND_TIMEOUT = float(os.environ.get("WASM_AOT_SPEC_TIMEOUT", "300"))
+COMMAND_TIMEOUT = float(os.environ.get("WASM_AOT_SPEC_TIMEOUT", "120"))
 MAX_RESTARTS = 10
 PROTO = "@@SPEC "
 
@@ -803,6 +803,8 @@ def dry_mismatches(res: FileResult, table: dict[str, dict[str, int]]) -> list[st
 
 
 def _group_key(f: Failure) -> str:
+    if f.got.startswith("no module ("):
+        return f"(follow-on) {f.command}: no module, an earlier module definition failed"
     g = re.sub(r"0x[0-9a-f]+|-?\d+(\.\d+)?(e[-+]?\d+)?", "N", f.got)
     g = re.sub(r"'[^']*'", "'S'", g)
     return f"{f.command}: {g[:160]}"
