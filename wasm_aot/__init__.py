@@ -10,7 +10,7 @@ from .errors import (ArtifactError, CompileError, Error, ExportNotFound, ExportW
 from .types import (EXTERNREF, F32, F64, FUNCREF, I32, I64, V128, ExportType, FuncType, GlobalType,
                     ImportType, Limits, MemoryType, TableType, Value, ValType)
 
-__version__ = "0.1.0"
+from .version import __version__
 
 from .compiler import compile
 from .loader.externs import Context, Function, Global, ImportObject, Memory, Table

@@ -10,14 +10,13 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, Callable
 
-from . import abi
+from . import abi, trailer
 from .cache import cache_dir
 from .errors import ArtifactError, CompileError
 from .loader.module import Module, load
-
-__version__ = "0.1.0"
+from .version import __version__
 OPT_LEVELS = (0, 1, 2, 3)
 
 _tmpdir: str | None = None
@@ -57,17 +56,45 @@ def source_digest() -> str:
     return _source_digest
 
 
-def cache_key(wasm: bytes, options: dict[str, Any], toolchain: dict[str, Any]) -> str:
+def cache_key(wasm: bytes, options: dict[str, Any], toolchain: dict[str, Any], key: bytes | None = None) -> str:
+    """sha256 of the wasm and of everything else the artifact depends on, including which key (by
+    its hash) signs it."""
     h = hashlib.sha256(wasm)
     h.update(json.dumps({"options": options, "toolchain": toolchain, "compiler": __version__,
-                         "source": source_digest(), "abi": abi.ABI_VERSION}, sort_keys=True).encode())
+                         "source": source_digest(), "abi": abi.ABI_VERSION,
+                         "signed_by": trailer.key_id(key)}, sort_keys=True).encode())
     return h.hexdigest()
+
+
+def _metadata_extent(path: str) -> tuple[int, int]:
+    """File offset and size of the metadata section of a freshly linked artifact."""
+    from elftools.elf.elffile import ELFFile
+
+    from . import metadata
+    with open(path, "rb") as f:
+        sec = ELFFile(f).get_section_by_name(metadata.SECTION)
+        if sec is None:
+            raise RuntimeError(f"the linker dropped the {metadata.SECTION} section")
+        return sec["sh_offset"], sec["sh_size"]
+
+
+def seal_artifact(linked: str, out_path: str, key: bytes | None) -> None:
+    """Append the integrity trailer (digest, and signature when `key`) to the linked image at
+    `linked`, then move it to out_path atomically."""
+    off, size = _metadata_extent(linked)
+    with open(linked, "r+b") as f:
+        body = f.read()
+        f.write(trailer.make(body, off, size, key))
+    os.replace(linked, out_path)
 
 
 def compile_to_file(wasm: bytes, out_path: str, *, opt_level: int = 2, cpu: str = "native",
                     bounds_checks: bool = False, emit_llvm: str | None = None,
-                    timings: dict | None = None) -> dict:
-    """Decode, validate and compile `wasm` into an artifact at out_path; returns its metadata."""
+                    timings: dict | None = None, key: bytes | str | None = None,
+                    progress: Callable[[str], None] | None = None) -> dict:
+    """Decode, validate and compile `wasm` into an artifact at out_path (written atomically, signed
+    with `key` or $WASM_AOT_SIGNING_KEY if set); returns its metadata. `progress(phase)` is called
+    as each phase starts."""
     import time
 
     from . import metadata
@@ -77,20 +104,42 @@ def compile_to_file(wasm: bytes, out_path: str, *, opt_level: int = 2, cpu: str 
     if not isinstance(wasm, (bytes, bytearray, memoryview)):
         raise TypeError(f"wasm must be bytes, not {type(wasm).__name__}")
     wasm = bytes(wasm)
+    key = trailer.resolve_key(key)
     options = _options(opt_level, cpu, bounds_checks)
     t0 = time.perf_counter()
+    if progress:
+        progress("decode")
     mod = decode(wasm)
     t1 = time.perf_counter()
+    if progress:
+        progress("validate")
     validate(mod)
     t2 = time.perf_counter()
     if timings is not None:
         timings["decode"], timings["validate"] = t1 - t0, t2 - t1
-    from .codegen import build_artifact, toolchain
+    from .codegen import build_artifact, toolchain  # imports llvmlite
     tc = toolchain(cpu)
+    t3 = time.perf_counter()
+    if timings is not None:
+        timings["setup"] = t3 - t2
     meta = metadata.build(mod, {"abi": abi.ABI_VERSION, "compiler": __version__, "options": options,
-                                "wasm_sha256": hashlib.sha256(wasm).hexdigest(), **tc})
-    build_artifact(mod, metadata.dumps(meta), out_path, opt_level=opt_level, cpu=cpu,
-                   bounds_checks=bounds_checks, emit_llvm=emit_llvm, timings=timings)
+                                "wasm_sha256": hashlib.sha256(wasm).hexdigest(),
+                                "compiler_source": source_digest(), **tc})
+    d = os.path.dirname(os.path.abspath(out_path))
+    fd, tmp = tempfile.mkstemp(prefix=".wa-", suffix=".so", dir=d)  # same dir: os.replace stays atomic
+    os.close(fd)
+    try:
+        build_artifact(mod, metadata.dumps(meta), tmp, opt_level=opt_level, cpu=cpu, bounds_checks=bounds_checks,
+                       emit_llvm=emit_llvm, timings=timings, progress=progress)
+        if progress:
+            progress("seal")
+        t4 = time.perf_counter()
+        seal_artifact(tmp, out_path, key)
+        if timings is not None:
+            timings["seal"] = time.perf_counter() - t4
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return meta
 
 
@@ -103,18 +152,22 @@ def compile(wasm: bytes, opt_level: int = 2, cache: bool | str | os.PathLike = T
     if wasm[:4] != b"\0asm":
         raise CompileError(0, "magic header not detected" if len(wasm) >= 4 else "unexpected end")
     options = _options(opt_level, cpu, bounds_checks)
+    key = trailer.resolve_key(key)
     if cache is False or cache is None:
         fd, path = tempfile.mkstemp(suffix=".so", dir=_scratch_dir())
         os.close(fd)
-        compile_to_file(wasm, path, **options)
-        return load(path)
+        compile_to_file(wasm, path, key=key, **options)
+        return load(path, key=key)
     from .codegen import toolchain
     d = cache_dir(None if cache is True else os.fspath(cache))
-    path = os.path.join(d, cache_key(wasm, options, toolchain(cpu)) + ".so")
+    path = os.path.join(d, cache_key(wasm, options, toolchain(cpu), key) + ".so")
     if os.path.exists(path):
         try:
-            return load(path)
+            return load(path, key=key)
         except ArtifactError:
-            os.unlink(path)  # a corrupted entry: rebuild it rather than trust it
-    compile_to_file(wasm, path, **options)
-    return load(path)
+            try:  # a corrupted entry: remove it and rebuild rather than trust it
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+    compile_to_file(wasm, path, key=key, **options)
+    return load(path, key=key)

@@ -20,16 +20,21 @@ def _init() -> None:
         _initialized = True
 
 
+def cpu_spec(cpu: str) -> tuple[str, str]:
+    """(LLVM CPU name, feature string) for cpu: 'native' (the host's CPU and features), 'generic'
+    (the architecture's baseline) or an LLVM CPU name (its own features, which LLVM keeps to itself)."""
+    _init()
+    if cpu == "native":
+        return llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+    if cpu == "generic":
+        return ("x86-64" if llvm.get_default_triple().startswith("x86_64") else "generic"), ""
+    return cpu, ""
+
+
 def target_machine(cpu: str, opt_level: int) -> llvm.TargetMachine:
-    """cpu: 'native' (the host's CPU and features), 'generic' (the architecture's baseline) or a name."""
     _init()
     target = llvm.Target.from_default_triple()
-    if cpu == "native":
-        name, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
-    elif cpu == "generic":
-        name, features = ("x86-64" if target.triple.startswith("x86_64") else "generic"), ""
-    else:
-        name, features = cpu, ""
+    name, features = cpu_spec(cpu)
     return target.create_target_machine(cpu=name, features=features, opt=min(opt_level, 3), reloc="pic",
                                         codemodel="default")
 

@@ -2,22 +2,23 @@
 from __future__ import annotations
 
 import os
-import shutil
+import tempfile
 from typing import Any
 
-from ..errors import ArtifactError
+from .. import trailer
 from ..metadata import extern_from_json
 from ..types import ExportType, ImportType
-from .artifact import map_artifact, read_metadata
+from .artifact import Verified, map_artifact, read_file, verify
 from .instance import Instance
 
 
 class Module:
     """A compiled module. Instantiate it any number of times."""
 
-    def __init__(self, path: str, meta: dict[str, Any]) -> None:
+    def __init__(self, path: str, verified: Verified) -> None:
         self._path = path
-        self._meta = meta
+        self._verified = verified  # the checked bytes: exactly these are mapped and saved
+        self._meta = verified.meta
         self._mapped = None
 
     @classmethod
@@ -26,8 +27,8 @@ class Module:
         path = os.fspath(path)
         with open(path, "rb") as f:
             data = f.read()
-        if data[:4] == b"\x7fELF":
-            return load(path, key=options.get("key"))
+        if data[:4] == b"\x7fELF" or data.endswith(trailer.END):
+            return _load_bytes(data, path, options.get("key"))
         from ..compiler import compile
         return compile(data, **options)
 
@@ -53,15 +54,27 @@ class Module:
 
     def instantiate(self, imports: Any = None, data: Any = None) -> Instance:
         if self._mapped is None:
-            self._mapped = map_artifact(self._path, self._meta)
+            self._mapped = map_artifact(self._path, self._verified)
         return Instance(self, self._mapped, imports, data)
 
+    @property
+    def signed(self) -> bool:
+        """Whether the artifact carries a signature (checked against the key in force when loaded)."""
+        return self._verified.signed
+
     def save(self, path: str | os.PathLike) -> None:
-        """Write the artifact to `path` (atomically)."""
+        """Write the artifact (the verified bytes, not whatever its file holds now) to `path`, atomically."""
         path = os.fspath(path)
-        tmp = f"{path}.tmp{os.getpid()}"
-        shutil.copyfile(self._path, tmp)
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(prefix=".wa-", suffix=".so", dir=os.path.dirname(os.path.abspath(path)))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(self._verified.data)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
     def __repr__(self) -> str:
         names = [e["name"] for e in self._meta["exports"]]
@@ -69,12 +82,12 @@ class Module:
 
 
 def load(path: str | os.PathLike, key: bytes | str | None = None) -> Module:
-    """A precompiled artifact. Everything is checked before anything is mapped."""
+    """A precompiled artifact. The file is read once and everything is checked (digest, signature
+    when `key` or $WASM_AOT_SIGNING_KEY is set, format, versions, architecture, CPU features)
+    before anything is mapped; a refused file raises wa.ArtifactError."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ArtifactError(f"{path}: cannot read: {e.strerror}") from None
-    meta = read_metadata(data, path)
-    return Module(path, meta)
+    return _load_bytes(read_file(path), path, key)
+
+
+def _load_bytes(data: bytes, path: str, key: bytes | str | None) -> Module:
+    return Module(path, verify(data, path, trailer.resolve_key(key)))

@@ -1,0 +1,72 @@
+"""Does this machine have the CPU features an artifact was compiled for?
+
+The artifact records LLVM's feature string (`+avx2,+bmi2,-avx512f,...`); the kernel lists the
+CPU's flags in /proc/cpuinfo under other names. Only the `+` features are checked: code built
+for fewer features runs anywhere of the same architecture.
+"""
+from __future__ import annotations
+
+import platform
+
+# LLVM feature -> /proc/cpuinfo flag, where the names differ. None: no flag to check (a mode or a
+# pseudo-feature that every CPU of the architecture has, or one the kernel does not report).
+_X86 = {
+    "64bit": "lm", "sse3": "pni", "sse4.1": "sse4_1", "sse4.2": "sse4_2", "crc32": "sse4_2",
+    "pclmul": "pclmulqdq", "lzcnt": "abm", "sahf": "lahf_lm", "prfchw": "3dnowprefetch", "bmi": "bmi1",
+    "rdrnd": "rdrand", "sha": "sha_ni", "avxvnni": "avx_vnni", "avxifma": "avx_ifma",
+    "avxvnniint8": "avx_vnni_int8", "avxneconvert": "avx_ne_convert", "avx512bf16": "avx512_bf16",
+    "avx512bitalg": "avx512_bitalg", "avx512fp16": "avx512_fp16", "avx512vbmi2": "avx512_vbmi2",
+    "avx512vnni": "avx512_vnni", "avx512vpopcntdq": "avx512_vpopcntdq", "avx512vp2intersect":
+    "avx512_vp2intersect", "amx-bf16": "amx_bf16", "amx-int8": "amx_int8", "amx-tile": "amx_tile",
+    "amx-fp16": "amx_fp16", "cx8": "cx8", "x87": "fpu", "pku": "pku", "kl": None, "widekl": None,
+    "evex512": None, "crc32c": "sse4_2", "xsave": "xsave", "prefer-256-bit": None,
+}
+_ARM = {
+    "neon": "asimd", "fp-armv8": "fp", "crc": "crc32", "lse": "atomics", "rdm": "asimdrdm",
+    "dotprod": "asimddp", "fullfp16": "fphp", "sha2": "sha2", "aes": "aes", "sha3": "sha3", "sm4": "sm4",
+    "sve": "sve", "sve2": "sve2", "rcpc": "lrcpc", "jsconv": "jscvt", "complxnum": "fcma", "bf16": "bf16",
+    "i8mm": "i8mm", "fp16fml": "asimdfhm", "ssbs": "ssbs", "sb": "sb", "flagm": "flagm", "pauth": "paca",
+    "v8a": None, "v8.1a": None, "v8.2a": None, "v8.3a": None, "v8.4a": None, "v8.5a": None, "v8.6a": None,
+}
+
+_host_flags: frozenset[str] | None = None
+
+
+def host_flags() -> frozenset[str]:
+    """The CPU flags the kernel reports (constant for the life of the process, so read once)."""
+    global _host_flags
+    if _host_flags is None:
+        flags: set[str] = set()
+        try:
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    k, _, v = line.partition(":")
+                    if k.strip() in ("flags", "Features"):
+                        flags.update(v.split())
+                        break
+        except OSError:
+            pass
+        _host_flags = frozenset(flags)
+    return _host_flags
+
+
+def missing_features(features: str, arch: str | None = None) -> list[str]:
+    """The `+` features of an LLVM feature string that this machine lacks (LLVM names).
+
+    When the kernel reports no flags at all (no /proc), nothing can be checked and nothing is refused.
+    """
+    flags = host_flags()
+    if not flags:
+        return []
+    arch = arch or platform.machine()
+    table = _ARM if arch in ("aarch64", "arm64") else _X86
+    missing = []
+    for f in features.split(","):
+        f = f.strip()
+        if not f.startswith("+"):
+            continue
+        name = f[1:]
+        flag = table.get(name, name.replace(".", "_").replace("-", "_"))
+        if flag is not None and flag not in flags:
+            missing.append(name)
+    return missing
