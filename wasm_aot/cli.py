@@ -61,17 +61,42 @@ def _load(path: str) -> Any:
     return Module.from_file(path)
 
 
+# Modules at least this big show which phase is running, when stderr is a terminal.
+PROGRESS_MIN_BYTES = 256 * 1024
+
+
+class _Progress:
+    """One self-overwriting status line on a terminal: the phase running and the time so far."""
+
+    def __init__(self, stream: Any, size: int) -> None:
+        self.stream, self.size, self.t0 = stream, size, time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        elapsed = time.perf_counter() - self.t0
+        self.stream.write(f"\r\x1b[Kwasm-aot: {self.size / 1024:.0f} KiB module: {phase}... ({elapsed:.1f} s)")
+        self.stream.flush()
+
+    def done(self) -> None:
+        self.stream.write("\r\x1b[K")
+        self.stream.flush()
+
+
 def cmd_compile(a: argparse.Namespace) -> int:
     from .compiler import compile_to_file
     with open(a.input, "rb") as f:
         data = f.read()
     out = a.output or os.path.splitext(a.input)[0] + ".so"
     timings: dict[str, float] = {}
+    progress = _Progress(sys.stderr, len(data)) if len(data) >= PROGRESS_MIN_BYTES and sys.stderr.isatty() else None
     t0 = time.perf_counter()
-    compile_to_file(data, out, opt_level=2 if a.opt is None else a.opt, cpu=a.cpu,
-                    bounds_checks=a.bounds_checks, emit_llvm=a.emit_llvm, timings=timings)
+    try:
+        compile_to_file(data, out, opt_level=2 if a.opt is None else a.opt, cpu=a.cpu,
+                        bounds_checks=a.bounds_checks, emit_llvm=a.emit_llvm, timings=timings, progress=progress)
+    finally:
+        if progress:
+            progress.done()
     if a.timings:
-        for phase in ("decode", "validate", "codegen", "optimise", "emit", "link"):
+        for phase in ("decode", "validate", "setup", "codegen", "optimise", "emit", "link", "seal"):
             if phase in timings:
                 print(f"{phase:<10}{timings[phase] * 1000:10.1f} ms", file=sys.stderr)
         print(f"{'total':<10}{(time.perf_counter() - t0) * 1000:10.1f} ms", file=sys.stderr)
@@ -107,6 +132,9 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     print(f"wasm:       sha256 {meta.get('wasm_sha256')}")
     print(f"compiler:   wasm-aot {meta.get('compiler')}, LLVM {meta.get('llvm')}, options {meta.get('options')}")
     print(f"target:     {meta.get('triple')} cpu {meta.get('cpu_name')}")
+    if meta.get("cpu_features"):
+        print(f"features:   {meta['cpu_features']}")
+    print(f"integrity:  sha256 {mod._verified.digest}, {'signed' if mod.signed else 'not signed'}")
     print(f"imports:    {len(mod.imports)}")
     for i in mod.imports:
         print(f"  {i.module}.{i.name}: {i.type}")
@@ -121,24 +149,25 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     return 0
 
 
+def _age(seconds: float) -> str:
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= n:
+            return f"{seconds / n:.1f}{unit}"
+    return f"{max(seconds, 0):.0f}s"
+
+
 def cmd_cache(a: argparse.Namespace) -> int:
     from . import cache
     if a.action == "dir":
         print(cache.default_cache_dir())
     elif a.action == "list":
-        now = time.time()
-        for path in cache.entries():
-            st = os.stat(path)
-            src = "?"
-            try:
-                from .loader.artifact import read_metadata
-                with open(path, "rb") as f:
-                    src = read_metadata(f.read(), path).get("wasm_sha256", "?")[:16]
-            except Error:
-                src = "(invalid)"
-            print(f"{os.path.basename(path)[:16]}  {st.st_size:>10}  {(now - st.st_mtime) / 3600:7.1f}h  wasm {src}")
+        rows = cache.describe_entries()
+        print(f"{'key':<16}  {'size':>10}  {'age':>8}  {'wasm sha256':<16}  status")
+        for r in rows:
+            print(f"{r.key[:16]:<16}  {r.size:>10}  {_age(r.age):>8}  {(r.wasm_sha256 or '-')[:16]:<16}  {r.status}")
+        print(f"{len(rows)} artifact(s), {sum(r.size for r in rows)} bytes in {cache.default_cache_dir()}")
     else:
-        print(f"removed {cache.clean()} artifact(s)")
+        print(f"removed {cache.clean()} artifact(s) from {cache.default_cache_dir()}")
     return 0
 
 
