@@ -1,0 +1,490 @@
+"""Artifacts for deployment: integrity trailer, signing, metadata checks, CPU targets, the cache
+(atomic and concurrent writes, corruption, CLI), timings, and loading without the compiler."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from conftest import wat
+
+import wasm_aot as wa
+from wasm_aot import cli, metadata, trailer
+from wasm_aot.compiler import compile_to_file
+from wasm_aot.loader import artifact as art
+from wasm_aot.loader.cpu import host_flags, missing_features
+
+SRC = """
+(module
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hello")
+  (global $g (mut i32) (i32.const 5))
+  (func $add (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add)
+  (func (export "peek") (param i32) (result i32) local.get 0 i32.load8_u)
+  (func (export "bump") (result i32) global.get $g i32.const 1 i32.add global.set $g global.get $g))
+"""
+KEY = b"the signing key"
+
+
+@pytest.fixture(scope="module")
+def wasm() -> bytes:
+    return wat(SRC, "--debug-names")
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory, wasm) -> bytes:
+    """The bytes of an artifact signed with KEY."""
+    p = tmp_path_factory.mktemp("signed") / "m.so"
+    compile_to_file(wasm, str(p), key=KEY)
+    return p.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def unsigned(tmp_path_factory, wasm) -> bytes:
+    p = tmp_path_factory.mktemp("unsigned") / "m.so"
+    compile_to_file(wasm, str(p), key=None)
+    return p.read_bytes()
+
+
+@pytest.fixture(autouse=True)
+def _no_key_in_env(monkeypatch):
+    monkeypatch.delenv(trailer.KEY_ENV, raising=False)
+
+
+def refused(data: bytes, key: bytes | None = None) -> str:
+    """The reason (message without the path) the loader gives for these bytes."""
+    with pytest.raises(wa.ArtifactError) as ei:
+        art.verify(data, "X", key)
+    msg = str(ei.value)
+    assert msg.startswith("X: ")
+    return msg[3:]
+
+
+def check_works(mod: wa.Module) -> None:
+    inst = mod.instantiate()
+    assert inst.func("add")(40, 2) == 42
+    assert inst.func("peek")(16) == ord("h")
+    assert inst.func("bump")() == 6
+
+
+def body_len(data: bytes) -> int:
+    return len(data) - trailer.TRAILER_SIZE
+
+
+# ---- integrity: what the artifact carries ----
+
+def test_artifact_carries_metadata_and_trailer(signed, wasm):
+    from elftools.elf.elffile import ELFFile
+
+    assert signed.endswith(trailer.END)
+    assert signed[-trailer.TRAILER_SIZE:].startswith(trailer.MAGIC)
+    n = body_len(signed)
+    assert art._elf_end(signed[:n]) == n, "the trailer starts right where the ELF image ends"
+    sec = ELFFile(io.BytesIO(signed[:n])).get_section_by_name(metadata.SECTION)
+    _, blen, off, size, flags, _ = struct.unpack_from("<8sQQQII", signed, n)
+    assert (blen, off, size, flags) == (n, sec["sh_offset"], sec["sh_size"], trailer.FLAG_SIGNED)
+    meta = json.loads(sec.data())
+    for k in ("format", "compiler", "compiler_source", "abi", "llvm", "llvmlite", "triple", "cpu_name",
+              "cpu_features", "options", "types", "imports", "exports", "func_types", "memories", "globals",
+              "datas", "elems", "func_names", "start"):
+        assert k in meta, k
+    assert meta["wasm_sha256"] == hashlib.sha256(wasm).hexdigest()
+    assert meta["format"] == metadata.FORMAT_VERSION and meta["compiler"] == wa.__version__
+    assert meta["func_names"]["0"] == "add"
+    v = art.verify(signed, "X", KEY)
+    assert v.meta == meta and v.signed and v.digest == signed[-40:-8].hex()
+
+
+def test_load_saved_artifact_and_save_writes_the_verified_bytes(tmp_path, signed):
+    p = tmp_path / "m.so"
+    p.write_bytes(signed)
+    mod = wa.load(p)
+    assert mod.signed
+    p.write_bytes(b"swapped after the check")  # what is mapped and saved is what was verified
+    check_works(mod)
+    mod.save(tmp_path / "copy.so")
+    assert (tmp_path / "copy.so").read_bytes() == signed
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".wa-")]
+
+
+# ---- integrity: what the loader refuses ----
+
+def _expected_for_flip(data: bytes, pos: int) -> str:
+    n = body_len(data)
+    if n <= pos < n + 8 or pos >= len(data) - 8:  # a magic: the trailer is no longer recognised
+        return art.BAD_TRAILER
+    return art.CORRUPT
+
+
+@pytest.mark.parametrize("which", ["signed", "unsigned"])
+def test_every_flipped_byte_is_refused(request, which):
+    """Flip one bit at every position (ELF header, program headers, .text, .rodata, the metadata,
+    section headers, every trailer field) and check the exact reason; nothing is mapped."""
+    data = request.getfixturevalue(which)
+    before = dict(art._mapped)
+    buf = bytearray(data)
+    counts: dict[str, int] = {}
+    for pos in range(len(data)):
+        buf[pos] ^= 0x01
+        for key in (None, KEY) if pos % 97 == 0 else (None,):
+            reason = refused(bytes(buf), key)
+            assert reason == _expected_for_flip(data, pos), (pos, reason)
+            counts[reason] = counts.get(reason, 0) + 1
+        buf[pos] ^= 0x01
+    assert set(counts) == {art.CORRUPT, art.BAD_TRAILER}
+    assert art._mapped == before
+
+
+def test_flips_through_wa_load_map_nothing(tmp_path, signed):
+    from elftools.elf.elffile import ELFFile
+
+    elf = ELFFile(io.BytesIO(signed[:body_len(signed)]))
+    text, meta = elf.get_section_by_name(".text"), elf.get_section_by_name(metadata.SECTION)
+    spots = {"ELF magic": 1, "e_machine": 0x12, "e_shoff": 0x28, ".text": text["sh_offset"] + text["sh_size"] // 2,
+             "metadata": meta["sh_offset"] + 3, "trailer length": body_len(signed) + 8,
+             "trailer mac": body_len(signed) + 50, "trailer digest": len(signed) - 20,
+             "trailer end": len(signed) - 1}
+    maps_before = open("/proc/self/maps").read().count("wasm-aot-artifact")
+    for name, pos in spots.items():
+        buf = bytearray(signed)
+        buf[pos] ^= 0xFF
+        p = tmp_path / f"flip-{pos}.so"
+        p.write_bytes(bytes(buf))
+        with pytest.raises(wa.ArtifactError) as ei:
+            wa.load(p)
+        assert str(ei.value) == f"{p}: {_expected_for_flip(signed, pos)}", name
+    assert open("/proc/self/maps").read().count("wasm-aot-artifact") == maps_before
+
+
+def test_truncated(signed):
+    n = body_len(signed)
+    for size in (0, 3):
+        assert refused(signed[:size]) == art.NOT_ELF
+    for size in (10, 63, 64, 500, n // 2, n - 1, n, n + 1, n + 8, n + 40, len(signed) - 1):
+        assert refused(signed[:size]) == art.TRUNCATED, size
+    # an ELF cut inside its header still reads as truncated, not as garbage
+    assert refused(signed[:0x30]) == art.TRUNCATED
+
+
+def test_not_elf_and_not_ours(tmp_path, wasm):
+    assert refused(b"") == art.NOT_ELF
+    assert refused(b"not an elf file at all" * 20) == art.NOT_ELF
+    assert refused(wasm) == art.NOT_ELF
+    runtime_so = next(os.path.join(os.path.dirname(wa.__file__), f) for f in
+                      os.listdir(os.path.dirname(wa.__file__)) if f.startswith("_runtime") and f.endswith(".so"))
+    foreign = open(runtime_so, "rb").read()
+    assert refused(foreign) == art.NOT_OURS
+    assert refused(foreign + b"some trailing junk") == art.BAD_TRAILER
+    # a foreign ELF with a well-formed (unsigned) trailer still has no readable metadata
+    assert refused(foreign + trailer.make(foreign, 0, 0, None)) == art.BAD_METADATA
+    assert refused(foreign + trailer.make(foreign, 64, 16, None)) == art.BAD_METADATA
+    with pytest.raises(wa.ArtifactError, match="cannot read"):
+        wa.load(tmp_path / "missing.so")
+    with pytest.raises(wa.ArtifactError, match=art.TRUNCATED.replace("(", r"\(").replace(")", r"\)")):
+        wa.Module.from_file(_write(tmp_path / "x.so", b"\x7fELF" + b"\0" * 10))
+
+
+def _write(p, data: bytes):
+    p.write_bytes(data)
+    return p
+
+
+def _reseal(data: bytes, patch, key: bytes | None = None) -> bytes:
+    """The artifact with its body patched and a correct trailer, so only the intended check fires."""
+    n = body_len(data)
+    _, _, off, size, _, _ = struct.unpack_from("<8sQQQII", data, n)
+    body = bytearray(data[:n])
+    patch(body)
+    return bytes(body) + trailer.make(bytes(body), off, size, key)
+
+
+def _build_with(tmp_path, wasm, **changes) -> bytes:
+    """An artifact whose metadata was changed before it was built (and signed correctly)."""
+    real = metadata.build
+
+    def patched(mod, extra):
+        meta = real(mod, extra)
+        meta.update(changes)
+        return meta
+
+    out = tmp_path / "patched.so"
+    mp = pytest.MonkeyPatch()
+    mp.setattr(metadata, "build", patched)
+    try:
+        compile_to_file(wasm, str(out), opt_level=0, key=KEY)
+    finally:
+        mp.undo()
+    return out.read_bytes()
+
+
+def _lacking_feature() -> str:
+    for f in ("avx512fp16", "amx-tile", "avx512vp2intersect", "sve2", "sha3", "avx10.2-512", "avx2"):
+        if missing_features("+" + f):
+            return f
+    pytest.skip("this CPU has every candidate feature")
+
+
+@pytest.mark.parametrize("change,expected", [
+    ({"format": metadata.FORMAT_VERSION + 1},
+     art.FORMAT.format(got=metadata.FORMAT_VERSION + 1, want=metadata.FORMAT_VERSION)),
+    ({"compiler": "0.0.1"}, art.COMPILER.format(got="0.0.1", want=wa.__version__)),
+    ({"triple": "aarch64-unknown-linux-gnu" if art.machine_triple_arch() != "aarch64" else "x86_64-pc-linux-gnu"},
+     None),
+    ({"cpu_features": "FEATURE"}, None),
+])
+def test_metadata_mismatches(tmp_path, wasm, change, expected):
+    host = art.machine_triple_arch()
+    if "triple" in change:
+        expected = art.ARCH.format(got=change["triple"].split("-")[0], want=host)
+    if "cpu_features" in change:
+        f = _lacking_feature()
+        change = {"cpu_features": f"+sse2,-avx,+{f}"}
+        expected = art.CPU.format(missing="+" + f)
+    data = _build_with(tmp_path, wasm, **change)
+    assert refused(data) == expected
+    assert refused(data, KEY) == expected  # signed correctly: only the intended check fires
+    p = _write(tmp_path / "m.so", data)
+    with pytest.raises(wa.ArtifactError) as ei:
+        wa.load(p, key=KEY)
+    assert str(ei.value) == f"{p}: {expected}"
+
+
+def test_elf_machine_mismatch(signed):
+    other = 183 if art.machine_triple_arch() != "aarch64" else 62
+    data = _reseal(signed, lambda b: struct.pack_into("<H", b, 0x12, other), KEY)
+    assert refused(data, KEY) == art.ARCH.format(got=art._ELF_MACHINES[other], want=art.machine_triple_arch())
+
+
+def test_cpu_feature_names_map_to_cpuinfo(unsigned):
+    meta = art.verify(unsigned, "X").meta
+    assert meta["options"]["cpu"] == "native"
+    assert missing_features(meta["cpu_features"]) == []  # the host's own features never refuse
+    if "avx2" in host_flags():
+        assert missing_features("+avx2,+sse4.2,+sse3,+64bit,+lzcnt,-avx512f") == []
+    assert missing_features("+no-such-feature") == ["no-such-feature"]  # unknown features fail closed
+
+
+# ---- signing ----
+
+def test_signing_with_key_argument(tmp_path, signed, unsigned):
+    s, u = _write(tmp_path / "s.so", signed), _write(tmp_path / "u.so", unsigned)
+    assert wa.load(s).signed and not wa.load(u).signed  # no key in force: the digest is still checked
+    check_works(wa.load(s, key=KEY))
+    check_works(wa.load(s, key=KEY.decode()))
+    with pytest.raises(wa.ArtifactError) as ei:
+        wa.load(s, key=b"another key")
+    assert str(ei.value) == f"{s}: {art.BAD_SIGNATURE}"
+    with pytest.raises(wa.ArtifactError) as ei:
+        wa.load(u, key=KEY)
+    assert str(ei.value) == f"{u}: {art.UNSIGNED}"
+    with pytest.raises(wa.ArtifactError, match=art.BAD_SIGNATURE):
+        wa.Module.from_file(s, key="wrong")
+    # re-signing a tampered body with another key does not pass for KEY
+    assert refused(_reseal(signed, lambda b: None, b"forger"), KEY) == art.BAD_SIGNATURE
+
+
+def test_signing_key_from_environment(tmp_path, monkeypatch, wasm, signed, unsigned):
+    monkeypatch.setenv(trailer.KEY_ENV, KEY.decode())
+    s, u = _write(tmp_path / "s.so", signed), _write(tmp_path / "u.so", unsigned)
+    check_works(wa.load(s))
+    with pytest.raises(wa.ArtifactError, match=art.UNSIGNED):
+        wa.load(u)
+    mod = wa.compile(wasm, cache=tmp_path / "cache")
+    assert mod.signed
+    check_works(mod)
+    monkeypatch.setenv(trailer.KEY_ENV, "other")
+    with pytest.raises(wa.ArtifactError, match=art.BAD_SIGNATURE):
+        wa.load(mod.path)
+    w = _write(tmp_path / "m.wasm", wasm)
+    assert wa.Module.from_file(w, cache=tmp_path / "cache").signed  # compiled for the key now in force
+
+
+def test_cache_key_covers_the_signing_key(tmp_path, wasm):
+    d = tmp_path / "cache"
+    plain = wa.compile(wasm, cache=d, opt_level=0)
+    a = wa.compile(wasm, cache=d, opt_level=0, key="key A")
+    b = wa.compile(wasm, cache=d, opt_level=0, key=b"key B")
+    assert len({plain.path, a.path, b.path}) == 3
+    assert not plain.signed and a.signed and b.signed
+    assert wa.compile(wasm, cache=d, opt_level=0, key="key A").path == a.path
+    for p in os.listdir(d):
+        assert b"key A" not in (d / p).read_bytes() and b"key B" not in (d / p).read_bytes()
+
+
+# ---- CPU targets ----
+
+def test_generic_cpu_records_no_host_features(tmp_path, wasm):
+    mod = wa.compile(wasm, cache=False, opt_level=0, cpu="generic")
+    meta = mod.metadata
+    assert meta["cpu_features"] == "" and meta["options"]["cpu"] == "generic"
+    assert meta["cpu_name"] == ("x86-64" if art.machine_triple_arch() == "x86_64" else "generic")
+    check_works(mod)
+    native = wa.compile(wasm, cache=False, opt_level=0)
+    assert native.metadata["cpu_name"] not in ("generic", "x86-64") or native.metadata["cpu_features"]
+    out = tmp_path / "g.so"
+    assert cli.main(["compile", str(_write(tmp_path / "m.wasm", wasm)), "-o", str(out), "--cpu", "generic"]) == 0
+    assert wa.load(out).metadata["cpu_features"] == ""
+
+
+# ---- cache ----
+
+def test_concurrent_compiles_into_one_fresh_cache(tmp_path, wasm):
+    d, go = tmp_path / "cache", tmp_path / "go"
+    w = _write(tmp_path / "m.wasm", wasm)
+    code = textwrap.dedent(f"""
+        import os, sys, time, wasm_aot as wa
+        import wasm_aot.codegen  # import llvmlite before the start signal, so the compiles overlap
+        data = open({str(w)!r}, "rb").read()
+        print("ready", flush=True)
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.0005)
+        m = wa.compile(data, cache={str(d)!r}, opt_level=0)
+        assert m.instantiate().func("add")(1, 2) == 3
+        print(m.path)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(8)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    go.touch()
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [e for _, e in outs]
+    files = os.listdir(d)
+    assert len(files) == 1 and files[0].endswith(".so"), files
+    assert {o.strip() for o, _ in outs} == {str(d / files[0])}
+    check_works(wa.load(d / files[0]))
+
+
+def test_corrupted_cache_entry_is_removed_and_rebuilt(tmp_path, wasm):
+    d = tmp_path / "cache"
+    mod = wa.compile(wasm, cache=d, opt_level=0)
+    good = open(mod.path, "rb").read()
+    bad = bytearray(good)
+    bad[len(bad) // 2] ^= 0x40
+    _write(d / os.path.basename(mod.path), bytes(bad))
+    (row,) = _describe(d)
+    assert row.status == "invalid: " + art.CORRUPT
+    again = wa.compile(wasm, cache=d, opt_level=0)
+    assert again.path == mod.path
+    check_works(again)
+    assert art.verify(open(again.path, "rb").read(), "X").meta["wasm_sha256"] == hashlib.sha256(wasm).hexdigest()
+    assert os.listdir(d) == [os.path.basename(mod.path)]
+
+
+def _describe(d):
+    from wasm_aot import cache
+    return cache.describe_entries(str(d))
+
+
+def test_cache_cli(tmp_path, monkeypatch, capsys, wasm):
+    d = tmp_path / "cli-cache"
+    monkeypatch.setenv("WASM_AOT_CACHE_DIR", str(d))
+    assert cli.main(["cache", "dir"]) == 0
+    assert capsys.readouterr().out.strip() == str(d)
+    mod = wa.compile(wasm, opt_level=0)
+    wa.compile(wasm, opt_level=0, key=KEY)
+    stale, fresh = d / ".wa-dead.so", d / ".wa-busy.so"
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    assert cli.main(["cache", "list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["key", "size", "age", "wasm", "sha256", "status"]
+    rows = [r.split(None, 4) for r in out[1:-1]]
+    assert len(rows) == 2
+    sha = hashlib.sha256(wasm).hexdigest()[:16]
+    assert {r[3] for r in rows} == {sha}
+    assert sorted(r[4] for r in rows) == ["ok", "ok, signed"]
+    assert os.path.basename(mod.path)[:16] in {r[0] for r in rows}
+    assert {int(r[1]) for r in rows} == {os.path.getsize(mod.path)}
+    assert all(r[2].endswith("s") for r in rows)
+    assert out[-1].startswith("2 artifact(s)")
+    assert cli.main(["cache", "clean"]) == 0
+    assert capsys.readouterr().out.startswith("removed 2 artifact(s)")
+    assert os.listdir(d) == [fresh.name]  # a write in progress is left alone
+    assert cli.main(["cache", "list"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("0 artifact(s)")
+
+
+# ---- compile --timings and progress ----
+
+PHASES = ("decode", "validate", "codegen", "optimise", "emit", "link")
+
+
+def test_compile_timings(tmp_path, capsys, wasm):
+    w, out = _write(tmp_path / "m.wasm", wasm), tmp_path / "m.so"
+    assert cli.main(["compile", str(w), "-o", str(out), "-O1", "--timings"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    got = {line.split()[0]: float(line.split()[1]) for line in err}
+    assert set(PHASES) | {"total"} <= set(got)
+    assert all(got[p] >= 0 for p in PHASES) and got["total"] >= sum(got[p] for p in PHASES)
+    assert all(line.endswith(" ms") for line in err)
+    assert "\x1b" not in "".join(err)  # not a terminal: no progress line
+    check_works(wa.load(out))
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_compile_progress_on_a_terminal(tmp_path, monkeypatch, wasm):
+    w, out = _write(tmp_path / "m.wasm", wasm), tmp_path / "m.so"
+    tty = _Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    assert cli.main(["compile", str(w), "-o", str(out), "-O0"]) == 0
+    assert tty.getvalue() == ""  # a small module compiles too fast to need it
+    monkeypatch.setattr(cli, "PROGRESS_MIN_BYTES", 0)
+    assert cli.main(["compile", str(w), "-o", str(out), "-O0"]) == 0
+    text = tty.getvalue()
+    for p in PHASES:
+        assert f"wasm-aot: {len(wasm) / 1024:.0f} KiB module: {p}..." in text
+    assert text.endswith("\r\x1b[K")
+
+
+# ---- deployment: no compiler, speed ----
+
+def test_load_instantiate_call_without_llvmlite_or_elftools(tmp_path, signed):
+    p = _write(tmp_path / "s.so", signed)
+    code = textwrap.dedent(f"""
+        import os, sys
+        import wasm_aot as wa
+        from wasm_aot import cache
+        assert "llvmlite" not in sys.modules
+        os.environ["WASM_AOT_SIGNING_KEY"] = {KEY.decode()!r}
+        for mod in (wa.load({str(p)!r}), wa.Module.from_file({str(p)!r})):
+            inst = mod.instantiate()
+            assert inst.func("add")(2, 3) == 5 and inst.func("peek")(17) == ord("e")
+        try:
+            wa.load({str(p)!r}, key="wrong")
+        except wa.ArtifactError:
+            pass
+        else:
+            raise AssertionError("a wrong key was accepted")
+        cache.describe_entries({str(tmp_path)!r})
+        bad = [m for m in ("llvmlite", "elftools") if m in sys.modules]
+        assert not bad, bad
+        print("OK")
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "OK"
+
+
+def test_load_is_fast(tmp_path, signed):
+    p = _write(tmp_path / "s.so", signed)
+    wa.load(p, key=KEY).instantiate()
+    times = []
+    for _ in range(50):
+        t0 = time.perf_counter()
+        wa.load(p, key=KEY)
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    assert times[len(times) // 2] < 2e-3, f"median wa.load {times[len(times) // 2] * 1e6:.0f} us"
