@@ -23,7 +23,12 @@ void *wa_dlsym(void *handle, const char *name);
 const char *wa_dlerror(void);
 uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
                    uintptr_t *frames, uint32_t *nframes);
+int wa_ctx_register(wa_ctx *ctx);
+void wa_ctx_unregister(wa_ctx *ctx);
 void *wa_host_call_ptr(void);
+void *wa_host_call_fast_ptr(void);
+void *wa_host_dispatch_cell(void);
+void *wa_invoke_ptr(void);
 const void *wa_rt_ptr(void);
 wa_memory *wa_memory_new(uint32_t min_pages, uint64_t max_pages, int guarded);
 void wa_memory_free(wa_memory *m);

@@ -221,18 +221,63 @@ static void init_thread(void) {
     }
 }
 
+/* ---------- stack limits ----------
+ * Every ctx holds the same limit: the lowest of the limits of the threads that have run wasm.
+ * One value for all ctxs means calls between linked instances need no bookkeeping and a ctx used
+ * by several threads at once never traps spuriously; a thread whose stack lies higher gets a
+ * weaker early check, and the guard page (see on_fault) is its second line of defence. */
+
+static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
+static uintptr_t global_limit;
+static uintptr_t **limit_cells; /* &ctx->stack_limit of every live ctx */
+static size_t ncells, cap_cells;
+static __thread int thread_counted;
+
+static void count_thread(void) {
+    if (!thread_limit) init_thread();
+    pthread_mutex_lock(&limit_lock);
+    if (!global_limit || thread_limit < global_limit) {
+        global_limit = thread_limit;
+        for (size_t i = 0; i < ncells; i++) __atomic_store_n(limit_cells[i], global_limit, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&limit_lock);
+    thread_counted = 1;
+}
+
+int wa_ctx_register(wa_ctx *ctx) {
+    int rc = 0;
+    if (!thread_counted) count_thread();
+    pthread_mutex_lock(&limit_lock);
+    if (ncells == cap_cells) {
+        size_t cap = cap_cells ? 2 * cap_cells : 64;
+        uintptr_t **cells = realloc(limit_cells, cap * sizeof *cells);
+        if (!cells) { rc = -1; goto out; }
+        limit_cells = cells;
+        cap_cells = cap;
+    }
+    limit_cells[ncells++] = &ctx->stack_limit;
+    ctx->stack_limit = global_limit;
+out:
+    pthread_mutex_unlock(&limit_lock);
+    return rc;
+}
+
+void wa_ctx_unregister(wa_ctx *ctx) {
+    pthread_mutex_lock(&limit_lock);
+    for (size_t i = ncells; i-- > 0;)
+        if (limit_cells[i] == &ctx->stack_limit) { limit_cells[i] = limit_cells[--ncells]; break; }
+    pthread_mutex_unlock(&limit_lock);
+}
+
 /* Calls `code(callee_ctx, args...)` through the per-signature trampoline, arguments and results
  * in `slots`. Returns 0, or the trap code (with the wasm frames in *frames/*nframes). */
 uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
                    uintptr_t *frames, uint32_t *nframes) {
     wa_entry e;
-    uintptr_t *limitp = (uintptr_t *)callee_ctx; /* stack_limit is the first field of every ctx */
-    uintptr_t saved = *limitp;
     uint32_t rc = 0;
-    if (!thread_limit) init_thread();
+    if (!thread_counted) count_thread();
     e.prev = cur_entry;
     e.nframes = 0;
-    *limitp = thread_limit;
     cur_entry = &e;
     if (sigsetjmp(e.jb, 0) == 0) {
         ((void (*)(void *, void *, uint8_t *))tramp)(callee_ctx, code, slots);
@@ -244,7 +289,6 @@ uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
         }
     }
     cur_entry = e.prev;
-    *limitp = saved;
     return rc;
 }
 
@@ -255,7 +299,18 @@ static void host_call(wa_hostfunc *hf, uint8_t *slots) {
         raise_trap(WA_TRAP_HOST, 0, (uintptr_t)__builtin_frame_address(0));
 }
 
+/* Host functions of numeric signatures are called by wasm_aot._fastcall's dispatcher, in C. */
+static int (*fast_dispatch)(void *handle, uint8_t *slots);
+
+static void host_call_fast(wa_hostfunc *hf, uint8_t *slots) {
+    if (fast_dispatch(hf->handle, slots) != 0)
+        raise_trap(WA_TRAP_HOST, 0, (uintptr_t)__builtin_frame_address(0));
+}
+
 void *wa_host_call_ptr(void) { return (void *)host_call; }
+void *wa_host_call_fast_ptr(void) { return (void *)host_call_fast; }
+void *wa_host_dispatch_cell(void) { return (void *)&fast_dispatch; }
+void *wa_invoke_ptr(void) { return (void *)wa_invoke; }
 
 /* ---------- memories ---------- */
 

@@ -43,7 +43,7 @@ STRUCTS: dict[str, list[tuple[str, str]]] = {
         ("kind", "uint32_t"),  # the ValType byte of its elements
     ],
     "wa_hostfunc": [
-        ("stack_limit", "uintptr_t"),  # same offset as in wa_ctx: callers store it blindly
+        ("stack_limit", "uintptr_t"),  # unused: keeps the layout of a ctx's first field
         ("call", "void *"),  # void (*)(wa_hostfunc *, uint8_t *slots); longjmps on a trap
         ("handle", "void *"),  # the Python side's key for the callable
         ("type_id", "uint32_t"),

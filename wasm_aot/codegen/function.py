@@ -353,8 +353,6 @@ class FuncCodegen:
     def call_funcref(self, fr: ll.Value, ft: FuncType, args: list[ll.Value]) -> None:
         code = self.b.load(self.field_ptr("wa_funcref", fr, "code"), typ=PTR)
         callee_ctx = self.b.load(self.field_ptr("wa_funcref", fr, "ctx"), typ=PTR)
-        # the callee may be another instance (or a host function): hand it our stack limit
-        self.b.store(self.ctx_field("stack_limit", I64), callee_ctx)
         self.push_results(self.b.call(Callee(code, wasm_fntype(ft)), [callee_ctx] + args, tail="notail"), ft)
 
     def push_results(self, r: ll.Value, ft: FuncType) -> None:

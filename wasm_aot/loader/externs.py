@@ -8,7 +8,8 @@ from ..errors import Error, Trap, TrapCode
 from ..types import FuncType, GlobalType, Limits, MemoryType, TableType, ValType, Value
 from . import values as V
 from .frames import describe
-from .runtime import HOST_CALL_PTR, ffi, lib, register_host, take_host_error, unregister_host
+from .. import _fastcall
+from .runtime import HOST_CALL_FAST_PTR, HOST_CALL_PTR, ffi, lib, register_host, take_host_error, unregister_host
 
 SLOT = 16
 _NO_MAX32 = 0xFFFFFFFF
@@ -22,20 +23,33 @@ def _scratch() -> tuple[Any, Any]:
     return s
 
 
+def trap_from(rc: int, pcs: list[int]) -> None:
+    """Raise the wa.Trap for a wa_invoke return code (the host's exception as its cause)."""
+    trap = Trap(TrapCode(rc), frames=describe(pcs))
+    cause = take_host_error() if rc == TrapCode.HOST else None
+    if isinstance(cause, Trap):
+        # a trap inside a nested wasm call, surfacing through a host function: keep its code
+        raise cause
+    if cause is not None:
+        raise trap from cause
+    raise trap
+
+
 def invoke(tramp: Any, ctx: Any, code: Any, slots: Any) -> None:
-    """Enter wasm through a trampoline; a trap becomes wa.Trap (with the host's exception as cause)."""
+    """Enter wasm through a trampoline; a trap becomes wa.Trap."""
     frames, n = _scratch()
     rc = lib.wa_invoke(tramp, ctx, code, slots, frames, n)
     if rc:
-        pcs = [frames[i] for i in range(n[0])]
-        trap = Trap(TrapCode(rc), frames=describe(pcs))
-        cause = take_host_error() if rc == TrapCode.HOST else None
-        if isinstance(cause, Trap) and rc == TrapCode.HOST:
-            # a trap inside a nested wasm call, surfacing through a host function: keep its code
-            raise cause
-        if cause is not None:
-            raise trap from cause
-        raise trap
+        trap_from(rc, [frames[i] for i in range(n[0])])
+
+
+def _kinds(types: Iterable[ValType]) -> bytes:
+    """The signature as _fastcall reads it: one encoding byte per value."""
+    return bytes(t.value for t in types)
+
+
+def _addr(p: Any) -> int:
+    return int(ffi.cast("uintptr_t", p))
 
 
 class Context:
@@ -67,8 +81,11 @@ class Context:
         return f"<wa.Context of {self.instance!r}>"
 
 
-class Function:
-    """A function: a host function (a Python callable with a wasm type) or a wasm export."""
+class Function(_fastcall.Callable):
+    """A function: a host function (a Python callable with a wasm type) or a wasm export.
+
+    Calls of wasm functions with numeric signatures go through C (_fastcall.Callable); the rest,
+    and host functions called from Python, through _call_slow."""
 
     def __init__(self, fn: Callable[..., Any], type: FuncType, pass_context: bool = False) -> None:
         if not callable(fn):
@@ -97,6 +114,7 @@ class Function:
         params, results = type.params, type.results
         f._to_bits = [V.TO_BITS[t] for t in params]
         f._nslots = max(len(params), len(results), 1)
+        f._arm(_addr(tramp), _addr(funcref.ctx), _addr(funcref.code), _kinds(params), _kinds(results), trap_from)
         return f
 
     @property
@@ -110,6 +128,15 @@ class Function:
     def host_binding(self, instance: Any) -> Any:
         """A wa_hostfunc through which `instance`'s code calls this host function."""
         hf = ffi.new("wa_hostfunc *")
+        t = self._type
+        ctx = Context(instance) if self._pass_context else None
+        fast = _fastcall.host_entry(self._fn, ctx, _kinds(t.params), _kinds(t.results))
+        if fast is not None:  # numeric signature: called from C, no cffi callback
+            cap, addr = fast
+            hf.call = HOST_CALL_FAST_PTR
+            hf.handle = ffi.cast("void *", addr)
+            self._bindings.append((hf, cap))
+            return hf
         h = register_host(_host_entry(self, instance))
         hf.call = HOST_CALL_PTR
         hf.handle = ffi.cast("void *", h)
@@ -118,9 +145,10 @@ class Function:
 
     def __del__(self) -> None:
         for _, h in getattr(self, "_bindings", ()):
-            unregister_host(h)
+            if isinstance(h, int):
+                unregister_host(h)
 
-    def __call__(self, *args: Any) -> Any:
+    def _call_slow(self, *args: Any) -> Any:
         t = self._type
         if len(args) != len(t.params):
             raise TypeError(f"expected {len(t.params)} argument(s) {t}, got {len(args)}")
@@ -162,7 +190,8 @@ class Function:
     def __repr__(self) -> str:
         if self._fn is not None:
             return f"<wa.Function host {getattr(self._fn, '__name__', self._fn)!r} {self._type}>"
-        return f"<wa.Function wasm func[{self._index}] {self._type}>"
+        name = self._owner._m.meta["func_names"].get(str(self._index))
+        return f"<wa.Function wasm func[{self._index}]{' $' + name if name else ''} {self._type}>"
 
 
 def _results_tuple(r: Any, t: FuncType) -> tuple:

@@ -124,7 +124,10 @@ class Instance:
         self._types = types
         func_types = meta["func_types"]
         nfuncs = len(func_types)
-        ctx = self._ctx = ffi.new("wa_ctx *")
+        # registered: the runtime keeps every ctx's stack limit right for every thread
+        ctx = self._ctx = ffi.gc(ffi.new("wa_ctx *"), lib.wa_ctx_unregister)
+        if lib.wa_ctx_register(ctx) != 0:
+            raise MemoryError("cannot register an instance's context")
         ctx.rt = ffi.cast("void *", RT_PTR)
         ctx.instance = ffi.NULL
 

@@ -11,6 +11,7 @@ import itertools
 import threading
 from typing import Any, Callable
 
+from .. import _fastcall
 from .._runtime import ffi, lib
 
 if lib.wa_install_handlers() != 0:  # after faulthandler (if any): ours chain to it
@@ -18,6 +19,8 @@ if lib.wa_install_handlers() != 0:  # after faulthandler (if any): ours chain to
 
 RT_PTR = lib.wa_rt_ptr()
 HOST_CALL_PTR = lib.wa_host_call_ptr()
+HOST_CALL_FAST_PTR = lib.wa_host_call_fast_ptr()
+_fastcall.init(int(ffi.cast("uintptr_t", lib.wa_invoke_ptr())), int(ffi.cast("uintptr_t", lib.wa_host_dispatch_cell())))
 
 _host_fns: dict[int, Callable[[Any], None]] = {}
 _handles = itertools.count(1)
@@ -36,9 +39,11 @@ def unregister_host(h: int) -> None:
 
 
 def take_host_error() -> BaseException | None:
+    """The exception of this thread's last failed host call (from either host-call path)."""
     err = getattr(_tls, "error", None)
     _tls.error = None
-    return err
+    fast = _fastcall.take_error()
+    return fast if fast is not None else err
 
 
 @ffi.def_extern()

@@ -1,0 +1,231 @@
+"""Instances and threads: the GIL is released while wasm runs; traps stay in their thread."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import wasm_aot as wa
+from conftest import wat
+
+TC = wa.TrapCode
+
+# `flag` lives in a memory shared by two instances: one spins until the other sets it.
+FLAG_WAT = r"""
+(module
+  (memory (export "memory") 1)
+  (func (export "get") (result i32) (i32.load (i32.const 0)))
+  (func (export "set") (param i32) (i32.store (i32.const 0) (local.get 0)))
+)
+"""
+
+# Spins calling the other instance's `get` (an opaque call, so the load cannot be hoisted) at most
+# `n` times; returns how many spins it took, or -1 if the flag was never seen.
+SPIN_WAT = r"""
+(module
+  (import "flag" "get" (func $get (result i32)))
+  (func (export "spin") (param $n i64) (result i64)
+    (local $i i64)
+    (block $done
+      (loop $again
+        (br_if $done (call $get))
+        (local.set $i (i64.add (local.get $i) (i64.const 1)))
+        (br_if $again (i64.lt_u (local.get $i) (local.get $n)))
+        (return (i64.const -1))))
+    (local.get $i))
+)
+"""
+
+WORK_WAT = r"""
+(module
+  (memory 1)
+  (func $rec (export "rec") (param i32) (result i32)
+    (i32.add (call $rec (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))
+  (func (export "oob") (result i32) (i32.load (i32.const 65536)))
+  (func (export "div") (param i32 i32) (result i32) (i32.div_s (local.get 0) (local.get 1)))
+  ;; a long loop with a result that depends on every iteration
+  (func (export "work") (param $n i64) (result i64)
+    (local $i i64) (local $x i64)
+    (local.set $x (i64.const 88172645463325252))
+    (loop $l
+      (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 13))))
+      (local.set $x (i64.xor (local.get $x) (i64.shr_u (local.get $x) (i64.const 7))))
+      (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 17))))
+      (local.set $i (i64.add (local.get $i) (i64.const 1)))
+      (br_if $l (i64.lt_u (local.get $i) (local.get $n))))
+    (local.get $x))
+)
+"""
+
+
+@pytest.fixture(scope="module")
+def work_module():
+    return wa.compile(wat(WORK_WAT), opt_level=2)
+
+
+def _run_threads(*targets):
+    errors: list[BaseException] = []
+
+    def wrap(fn):
+        def run():
+            try:
+                fn()
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+        return run
+
+    ts = [threading.Thread(target=wrap(t)) for t in targets]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+        assert not t.is_alive(), "a thread hung"
+    if errors:
+        raise errors[0]
+
+
+def test_instance_used_from_another_thread(work_module):
+    inst = work_module.instantiate()
+    expected = inst.func("work")(1000)
+    out = []
+    _run_threads(lambda: out.append(inst.func("work")(1000)))
+    assert out == [expected]
+
+
+def test_gil_is_released_while_wasm_runs():
+    """Thread A's wasm call spins until thread B's wasm call sets a flag: it can only see it if B
+    ran while A was still inside wasm, i.e. if A's call did not hold the GIL."""
+    flag = wa.compile(wat(FLAG_WAT)).instantiate()
+    spinner = wa.compile(wat(SPIN_WAT), opt_level=2).instantiate({"flag": flag})
+    started = threading.Event()
+    result = []
+
+    def spin():
+        started.set()
+        result.append(spinner.func("spin")(20_000_000_000))  # ~ forever if the flag never comes
+
+    def setter():
+        started.wait()
+        time.sleep(0.05)  # let A enter wasm
+        flag.func("set")(1)
+
+    _run_threads(spin, setter)
+    assert result and result[0] > 0, result
+
+
+def test_two_long_calls_run_in_parallel(work_module):
+    """Two instances, two threads: both make progress at once (timings printed, not asserted)."""
+    a, b = work_module.instantiate(), work_module.instantiate()
+    n = 30_000_000
+    t0 = time.perf_counter()
+    want = a.func("work")(n)
+    one = time.perf_counter() - t0
+    out: dict[str, int] = {}
+    t0 = time.perf_counter()
+    _run_threads(lambda: out.__setitem__("a", a.func("work")(n)), lambda: out.__setitem__("b", b.func("work")(n)))
+    both = time.perf_counter() - t0
+    print(f"one call {one * 1e3:.1f} ms, two in two threads {both * 1e3:.1f} ms")
+    assert out == {"a": want, "b": want}
+
+
+def test_same_instance_from_two_threads_at_once(work_module):
+    inst = work_module.instantiate()
+    f = inst.func("work")
+    want = f(200_000)
+    outs: list[int] = []
+    lock = threading.Lock()
+
+    def run():
+        for _ in range(20):
+            r = f(200_000)
+            with lock:
+                outs.append(r)
+
+    _run_threads(run, run, run)
+    assert outs == [want] * 60
+
+
+def test_traps_in_one_thread_do_not_disturb_another(work_module):
+    a, b = work_module.instantiate(), work_module.instantiate()
+    want = b.func("work")(10_000)
+    stop = threading.Event()
+    results: list[int] = []
+    codes: set = set()
+
+    def trapper():
+        try:
+            for i in range(3000):
+                for name, args in (("oob", ()), ("div", (1, 0)), ("rec", (0,)) if i % 100 == 0 else ("oob", ())):
+                    try:
+                        a.func(name)(*args)
+                    except wa.Trap as t:
+                        codes.add(t.code)
+        finally:
+            stop.set()
+
+    def worker():
+        while not stop.is_set():
+            results.append(b.func("work")(10_000))
+
+    _run_threads(trapper, worker)
+    assert codes == {TC.MEMORY_OUT_OF_BOUNDS, TC.INT_DIV_BY_ZERO, TC.STACK_OVERFLOW}
+    assert results and set(results) == {want}
+    assert a.func("div")(7, 2) == 3
+
+
+@pytest.mark.parametrize("stack_size", [0, 512 * 1024])
+def test_stack_overflow_in_a_thread(work_module, stack_size):
+    inst = work_module.instantiate()
+    codes = []
+
+    def run():
+        for _ in range(3):
+            try:
+                inst.func("rec")(0)
+            except wa.Trap as t:
+                codes.append(t.code)
+
+    old = threading.stack_size(stack_size) if stack_size else None
+    try:
+        _run_threads(run)
+    finally:
+        if old is not None:
+            threading.stack_size(old)
+    assert codes == [TC.STACK_OVERFLOW] * 3
+    # ... and the main thread, with a stack elsewhere, still gets its own overflow as a trap
+    with pytest.raises(wa.Trap) as ei:
+        inst.func("rec")(0)
+    assert ei.value.code is TC.STACK_OVERFLOW
+
+
+HOST_WAT = r"""
+(module
+  (import "env" "cb" (func $cb (param i32) (result i32)))
+  (func (export "f") (param i32) (result i32) (i32.add (call $cb (local.get 0)) (i32.const 1)))
+)
+"""
+
+
+def test_host_functions_from_threads():
+    seen: list[str] = []
+
+    def cb(x):
+        seen.append(threading.current_thread().name)
+        if x < 0:
+            raise ValueError("negative")
+        return x * 2
+
+    inst = wa.compile(wat(HOST_WAT)).instantiate({"env": {"cb": cb}})
+    out: list = []
+
+    def run():
+        for i in range(50):
+            out.append(inst.func("f")(i))
+            with pytest.raises(wa.Trap) as ei:
+                inst.func("f")(-1)
+            assert ei.value.code is TC.HOST and isinstance(ei.value.__cause__, ValueError)
+
+    _run_threads(run, run)
+    assert sorted(out) == sorted([2 * i + 1 for i in range(50)] * 2)
+    assert len(set(seen)) == 2
