@@ -75,7 +75,7 @@ class FuncCodegen:
         self.skip = 0  # nesting depth of blocks being skipped in dead code
         self.rt: ll.Value | None = None
         self.mem_loads: dict[int, ll.LoadInstr] = {}  # id(pushed value) -> its memory load
-        self.fconsts: set[int] = set()  # ids of float constants pushed by f32/f64.const
+        self.fconsts: set[int] = set()  # ids of f32/f64.const values LLVM may fold as identities (±0, ±1, NaN)
         self.promotes: set[int] = set()  # ids of f64.promote_f32 results
 
     # ---- helpers used by numeric.py (its Fx interface) and below ----
@@ -452,11 +452,14 @@ class FuncCodegen:
 
     def f32_const(self, bits: int) -> None:
         self.stack.append(self.b.bitcast(ll.Constant(I32, bits), F32))
-        self.fconsts.add(id(self.stack[-1]))
+        if bits & 0x7FFFFFFF in (0, 0x3F800000) or (bits & 0x7F800000 == 0x7F800000 and bits & 0x7FFFFF):
+            self.fconsts.add(id(self.stack[-1]))
 
     def f64_const(self, bits: int) -> None:
         self.stack.append(self.b.bitcast(ll.Constant(I64, bits), F64))
-        self.fconsts.add(id(self.stack[-1]))
+        if bits & (1 << 63) - 1 in (0, 0x3FF0000000000000) or \
+                (bits >> 52 & 0x7FF == 0x7FF and bits & (1 << 52) - 1):
+            self.fconsts.add(id(self.stack[-1]))
 
     def canonicalize(self, v: ll.Value) -> ll.Value:
         return self.b.call(self.intrinsic(f"llvm.canonicalize.{'f32' if v.type == F32 else 'f64'}",
@@ -597,7 +600,7 @@ def _numeric_lowering(f: Callable, arity: int) -> Callable:
 
 # LLVM folds x-0, x*1, x/1, x*-1, -0-x, demote(promote x) to x or -x, which lets a signalling NaN
 # through unquieted; wasm wants a quiet NaN. Quieting every result would cost a multiply per
-# operation, so only these shapes (an operand that is a wasm constant) are canonicalized.
+# operation, so only these shapes (an operand that is a wasm constant ±0, ±1 or NaN) are canonicalized.
 def _guard_const_fold(f: Callable) -> Callable:
     def lower(fc: FuncCodegen, _imm) -> None:
         args = fc.pop(2)
