@@ -48,7 +48,7 @@ class EntryInfo:
 def describe_entries(path: str | None = None) -> list[EntryInfo]:
     """Each entry with its source wasm's hash, read from the checked metadata without mapping anything."""
     from .errors import ArtifactError
-    from .loader.artifact import read_file, verify
+    from .loader.artifact import verify_file
 
     now = time.time()
     out = []
@@ -59,8 +59,9 @@ def describe_entries(path: str | None = None) -> list[EntryInfo]:
             continue  # removed meanwhile
         sha, status = None, "ok"
         try:
-            v = verify(read_file(p), p)
+            v = verify_file(p)
             sha, status = v.meta.get("wasm_sha256"), "ok, signed" if v.signed else "ok"
+            v.image.close()
         except ArtifactError as e:
             status = "invalid: " + str(e).removeprefix(p + ": ")
         out.append(EntryInfo(p, os.path.basename(p)[:-3], st.st_size, now - st.st_mtime, sha, status))

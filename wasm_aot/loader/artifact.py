@@ -1,17 +1,15 @@
 """Verifying and mapping an artifact (.so).
 
-The file is read once; those bytes are checked (integrity trailer, signature, metadata, machine)
-and only those same bytes are mapped, through an anonymous sealed memfd, so nothing can swap the
-file between the check and dlopen.
+The file is read once into an immutable image (image.py); those bytes are checked (integrity
+trailer, signature, metadata, machine) and only those same bytes are mapped, so nothing can swap
+the file between the check and dlopen.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import platform
 import struct
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +17,7 @@ from .. import abi, metadata, trailer
 from ..errors import ArtifactError
 from ..version import __version__
 from .cpu import missing_features
+from .image import Image, read_image
 from .runtime import ffi, lib
 
 # The exact messages (after "<path>: "), one per reason an artifact is refused.
@@ -39,9 +38,11 @@ CPU = "built for CPU features this machine lacks: {missing}"
 _ELF_MACHINES = {3: "i386", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv64"}
 
 
+_MACHINE = os.uname().machine if hasattr(os, "uname") else platform.machine()
+
+
 def machine_triple_arch() -> str:
-    m = platform.machine()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(m.lower(), m)
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(_MACHINE.lower(), _MACHINE)
 
 
 def _elf_end(data: bytes) -> int:
@@ -72,7 +73,7 @@ def _diagnose(data: bytes) -> str:
         if len(tail) < trailer.TRAILER_SIZE and (tail.startswith(trailer.MAGIC) or trailer.MAGIC.startswith(tail)):
             return TRUNCATED
         return BAD_TRAILER
-    return TRUNCATED if metadata.SECTION.encode() in data else NOT_OURS
+    return TRUNCATED if data.find(metadata.SECTION.encode()) >= 0 else NOT_OURS
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,10 @@ class Verified:
     meta: dict[str, Any]
     digest: str  # sha256 of the whole file (hex), the identity of its content
     signed: bool
+    image: Image | None = None  # what map_artifact maps (made from `data` if None)
 
 
-def verify(data: bytes, where: str, key: bytes | None = None) -> Verified:
+def verify(data: bytes, where: str, key: bytes | None = None, image: Image | None = None) -> Verified:
     """Check an artifact's bytes; raise ArtifactError "<where>: <reason>" if they are not loadable here.
 
     `key` is the signing key in force (already resolved); with one, unsigned or otherwise signed
@@ -114,7 +116,7 @@ def verify(data: bytes, where: str, key: bytes | None = None) -> Verified:
     if not isinstance(meta, dict):
         raise ArtifactError(f"{where}: {BAD_METADATA}")
     _check_meta(meta, data, where)
-    return Verified(data, meta, t.digest.hex(), signed)
+    return Verified(data, meta, t.digest.hex(), signed, image)
 
 
 def _check_meta(meta: dict, data: bytes, where: str) -> None:
@@ -139,12 +141,14 @@ def read_metadata(data: bytes, where: str, key: bytes | None = None) -> dict:
     return verify(data, where, key).meta
 
 
-def read_file(path: str) -> bytes:
+def verify_file(path: str, key: bytes | None = None) -> Verified:
+    """Read the file at `path` once, immutably, and check it (nothing is mapped)."""
+    image = read_image(path)
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise ArtifactError(f"{path}: cannot read: {e.strerror}") from None
+        return verify(image.buf, path, key, image)
+    except BaseException:
+        image.close()  # refused: nothing of it stays in memory
+        raise
 
 
 @dataclass
@@ -158,62 +162,19 @@ class Mapped:
     tramps: list[Any]  # per type index
     shims: list[Any]  # per imported function
     datas: list[Any]  # per data segment
-    fd: int = -1  # the memfd holding the mapped bytes (kept open: see _open_image)
+    image: Image | None = None  # the bytes mapped (kept for good)
 
 
 # Mapped images by content digest: the same verified bytes need mapping only once per process.
 _mapped: dict[str, Mapped] = {}
-_SEALS = getattr(fcntl, "F_SEAL_SEAL", 1) | getattr(fcntl, "F_SEAL_SHRINK", 2) | \
-    getattr(fcntl, "F_SEAL_GROW", 4) | getattr(fcntl, "F_SEAL_WRITE", 8)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _open_image(data: bytes) -> tuple[Any, int]:
-    """dlopen exactly `data`: returns (handle, fd).
-
-    The bytes go to a sealed memfd and are opened as /proc/self/fd/N. The fd stays open for as long
-    as the library is mapped (for good: libraries are never unloaded), because glibc finds an
-    already-loaded library by its path name first, and a reused fd number would alias two images.
-    Without memfd, a private temporary file (mode 0600, in a 0700 directory) is used instead.
-    """
-    fd = -1
-    if hasattr(os, "memfd_create"):
-        try:
-            fd = os.memfd_create("wasm-aot-artifact", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-        except OSError:
-            fd = -1
-    if fd >= 0:
-        _write_all(fd, data)
-        try:
-            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
-        except (OSError, AttributeError):
-            pass
-        handle = lib.wa_dlopen(f"/proc/self/fd/{fd}".encode())
-        if handle != ffi.NULL:
-            return handle, fd
-        os.close(fd)
-    with tempfile.TemporaryDirectory(prefix="wasm-aot-map-") as d:
-        p = os.path.join(d, "a.so")
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            _write_all(fd, data)
-        finally:
-            os.close(fd)
-        return lib.wa_dlopen(p.encode()), -1
-
-
 def map_artifact(path: str, v: Verified) -> Mapped:
     """Map verified bytes. Each content is mapped once per process."""
     m = _mapped.get(v.digest)
     if m is not None:
         return m
     meta = v.meta
-    handle, fd = _open_image(v.data)
+    image = v.image or Image(v.data)
+    handle = image.dlopen()
     if handle == ffi.NULL:
         raise ArtifactError(f"{path}: cannot be loaded: {ffi.string(lib.wa_dlerror()).decode(errors='replace')}")
     sym = lib.wa_dlsym(handle, b"wa_module")
@@ -224,15 +185,16 @@ def map_artifact(path: str, v: Verified) -> Mapped:
         raise ArtifactError(f"{path}: runtime ABI {desc.abi_version}, expected {abi.ABI_VERSION}")
     nfuncs = len(meta["func_types"]) - sum(1 for i in meta["imports"] if i["type"]["kind"] == "func")
     nimported = len(meta["func_types"]) - nfuncs
-    funcs = [int(ffi.cast("uintptr_t", desc.funcs[i])) for i in range(nfuncs)]
-    tramps = [desc.tramps[i] for i in range(len(meta["types"]))]
-    shims = [desc.shims[i] for i in range(nimported)]
-    datas = [desc.datas[i] for i in range(len(meta["datas"]))]
+    # one C call per table rather than one cffi access per entry (large modules have thousands)
+    funcs = ffi.unpack(ffi.cast("uintptr_t *", desc.funcs), nfuncs) if nfuncs else []
+    tramps = ffi.unpack(desc.tramps, len(meta["types"])) if meta["types"] else []
+    shims = ffi.unpack(desc.shims, nimported) if nimported else []
+    datas = ffi.unpack(desc.datas, len(meta["datas"])) if meta["datas"] else []
     if funcs:
         lib.wa_register_code(ffi.cast("void *", funcs[0]))
     elif tramps:
         lib.wa_register_code(tramps[0])
-    m = Mapped(path, meta, desc, funcs, tramps, shims, datas, fd)
+    m = Mapped(path, meta, desc, funcs, tramps, shims, datas, image)
     _mapped[v.digest] = m
     from .frames import register_functions
     register_functions(m)

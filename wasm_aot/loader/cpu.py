@@ -6,6 +6,8 @@ for fewer features runs anywhere of the same architecture.
 """
 from __future__ import annotations
 
+import functools
+import os
 import platform
 
 # LLVM feature -> /proc/cpuinfo flag, where the names differ. None: no flag to check (a mode or a
@@ -29,6 +31,7 @@ _ARM = {
     "v8a": None, "v8.1a": None, "v8.2a": None, "v8.3a": None, "v8.4a": None, "v8.5a": None, "v8.6a": None,
 }
 
+_MACHINE = os.uname().machine if hasattr(os, "uname") else platform.machine()
 _host_flags: frozenset[str] | None = None
 
 
@@ -50,15 +53,11 @@ def host_flags() -> frozenset[str]:
     return _host_flags
 
 
-def missing_features(features: str, arch: str | None = None) -> list[str]:
-    """The `+` features of an LLVM feature string that this machine lacks (LLVM names).
-
-    When the kernel reports no flags at all (no /proc), nothing can be checked and nothing is refused.
-    """
+@functools.lru_cache(maxsize=64)  # a pure function of its arguments: the host's flags never change
+def _missing(features: str, arch: str) -> tuple[str, ...]:
     flags = host_flags()
     if not flags:
-        return []
-    arch = arch or platform.machine()
+        return ()
     table = _ARM if arch in ("aarch64", "arm64") else _X86
     missing = []
     for f in features.split(","):
@@ -69,4 +68,12 @@ def missing_features(features: str, arch: str | None = None) -> list[str]:
         flag = table.get(name, name.replace(".", "_").replace("-", "_"))
         if flag is not None and flag not in flags:
             missing.append(name)
-    return missing
+    return tuple(missing)
+
+
+def missing_features(features: str, arch: str | None = None) -> list[str]:
+    """The `+` features of an LLVM feature string that this machine lacks (LLVM names).
+
+    When the kernel reports no flags at all (no /proc), nothing can be checked and nothing is refused.
+    """
+    return list(_missing(features, arch or _MACHINE))

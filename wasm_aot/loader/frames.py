@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import bisect
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,8 @@ if TYPE_CHECKING:
 
 _starts: list[int] = []
 _owners: list[tuple["Mapped", int | None]] = []  # None: a trampoline or shim, not a wasm frame
+_pending: list["Mapped"] = []  # mapped but not yet indexed: the index is built on the first trap
+_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -26,18 +29,31 @@ class Frame:
 
 
 def register_functions(m: "Mapped") -> None:
-    nimported = len(m.meta["func_types"]) - len(m.funcs)
+    """Remember a mapped module; its functions are indexed only when a trap needs them (loading stays cheap)."""
+    with _lock:
+        _pending.append(m)
+
+
+def _index_pending() -> None:
     from .runtime import ffi
 
-    entries = [(addr, nimported + i) for i, addr in enumerate(m.funcs)]
-    entries += [(int(ffi.cast("uintptr_t", p)), None) for p in m.tramps + m.shims]
-    for addr, idx in entries:
-        k = bisect.bisect(_starts, addr)
-        _starts.insert(k, addr)
-        _owners.insert(k, (m, idx))
+    with _lock:
+        if not _pending:
+            return
+        entries = list(zip(_starts, _owners))
+        for m in _pending:
+            nimported = len(m.meta["func_types"]) - len(m.funcs)
+            entries += [(addr, (m, nimported + i)) for i, addr in enumerate(m.funcs)]
+            entries += [(int(ffi.cast("uintptr_t", p)), (m, None)) for p in m.tramps + m.shims]
+        _pending.clear()
+        entries.sort(key=lambda e: e[0])
+        _starts[:] = [a for a, _ in entries]
+        _owners[:] = [o for _, o in entries]
 
 
 def describe(pcs: list[int]) -> list[Frame]:
+    if _pending:
+        _index_pending()
     out = []
     for pc in pcs:
         k = bisect.bisect_right(_starts, pc - 1) - 1

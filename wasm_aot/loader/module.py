@@ -8,7 +8,7 @@ from typing import Any
 from .. import trailer
 from ..metadata import extern_from_json
 from ..types import ExportType, ImportType
-from .artifact import Verified, map_artifact, read_file, verify
+from .artifact import Verified, map_artifact, verify, verify_file
 from .instance import Instance
 
 
@@ -28,7 +28,7 @@ class Module:
         with open(path, "rb") as f:
             data = f.read()
         if data[:4] == b"\x7fELF" or data.endswith(trailer.END):
-            return _load_bytes(data, path, options.get("key"))
+            return Module(path, verify(data, path, trailer.resolve_key(options.get("key"))))
         from ..compiler import compile
         return compile(data, **options)
 
@@ -86,8 +86,4 @@ def load(path: str | os.PathLike, key: bytes | str | None = None) -> Module:
     when `key` or $WASM_AOT_SIGNING_KEY is set, format, versions, architecture, CPU features)
     before anything is mapped; a refused file raises wa.ArtifactError."""
     path = os.fspath(path)
-    return _load_bytes(read_file(path), path, key)
-
-
-def _load_bytes(data: bytes, path: str, key: bytes | str | None) -> Module:
-    return Module(path, verify(data, path, trailer.resolve_key(key)))
+    return Module(path, verify_file(path, trailer.resolve_key(key)))
