@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Load + instantiate time of a cached artifact, wasm-aot against wasmtime's deserialize.
+
+For a small module (one function) and a large one (thousands of functions, from gen_large.py):
+  * wasm-aot cold: wa.load (read, digest and metadata checks, memfd + dlopen) + instantiate, with the
+    per-process mapping forgotten before each run so every run maps a fresh image;
+  * wasm-aot warm: the same, with the image already mapped in the process (the digest and metadata
+    checks still run on every load);
+  * wasm-aot fresh process: the first load + instantiate in a new interpreter (timed inside it);
+  * wasmtime: Module.deserialize(engine, bytes) and Module.deserialize_file(engine, path), each with
+    Store + Instance creation.
+Median of many runs. Prints a table and writes it to bench/results/load_time.txt.
+
+    python bench/load_time.py [--runs N] [--large-funcs N]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import wasm_aot as wa  # noqa: E402
+from wasm_aot.loader import artifact  # noqa: E402
+
+SMALL_WAT = '(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))'
+
+
+def small_wasm() -> bytes:
+    from _common import wat2wasm
+    return wat2wasm(SMALL_WAT)
+
+
+def large_wasm(n: int) -> bytes:
+    try:
+        from gen_large import generate  # the realistic generator shared with bench/run.py
+        return generate(n)
+    except ImportError:
+        from _common import wat2wasm
+        funcs = "\n".join(f'(func $f{i} (export "f{i}") (param i32) (result i32) local.get 0 i32.const {i} i32.add '
+                          f'{"call $f" + str(i - 1) if i else ""})' for i in range(n))
+        return wat2wasm(f"(module {funcs})")
+
+
+def _median_us(f, runs: int) -> float:
+    ts = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts) * 1e6
+
+
+def ours_cold(path: str, runs: int) -> float:
+    def once():
+        artifact._mapped.clear()  # forget the mapping: this run reads, checks, maps and links anew
+        wa.load(path).instantiate()
+    return _median_us(once, runs)
+
+
+def ours_warm(path: str, runs: int) -> float:
+    wa.load(path).instantiate()
+    return _median_us(lambda: wa.load(path).instantiate(), runs)
+
+
+FRESH = """
+import sys, time
+import wasm_aot as wa
+t0 = time.perf_counter()
+wa.load(sys.argv[1]).instantiate()
+print(time.perf_counter() - t0)
+"""
+
+
+def ours_fresh_process(path: str, runs: int) -> float:
+    ts = [float(subprocess.run([sys.executable, "-c", FRESH, path], check=True, capture_output=True,
+                               text=True).stdout) for _ in range(runs)]
+    return statistics.median(ts) * 1e6
+
+
+def wasmtime_times(wasm: bytes, runs: int, tmp: str) -> tuple[float, float]:
+    import wasmtime
+    engine = wasmtime.Engine()
+    blob = wasmtime.Module(engine, wasm).serialize()
+    path = os.path.join(tmp, "m.cwasm")
+    with open(path, "wb") as f:
+        f.write(blob)
+
+    def from_bytes():
+        wasmtime.Instance(wasmtime.Store(engine), wasmtime.Module.deserialize(engine, blob), [])
+
+    def from_file():
+        wasmtime.Instance(wasmtime.Store(engine), wasmtime.Module.deserialize_file(engine, path), [])
+    from_bytes()
+    from_file()
+    return _median_us(from_bytes, runs), _median_us(from_file, runs)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=200, help="runs per measurement (default 200)")
+    ap.add_argument("--large-funcs", type=int, default=2000, help="functions in the large module (default 2000)")
+    ap.add_argument("--fresh-runs", type=int, default=7, help="fresh-process runs (default 7)")
+    a = ap.parse_args()
+    os.environ.pop("WASM_AOT_SIGNING_KEY", None)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="wa-load-bench-") as tmp:
+        for name, wasm, runs in (("small", small_wasm(), a.runs),
+                                 (f"large ({a.large_funcs} funcs)", large_wasm(a.large_funcs), max(a.runs // 4, 10))):
+            t0 = time.perf_counter()
+            mod = wa.compile(wasm)  # through the cache: a hit after the first run of this script
+            compile_s = time.perf_counter() - t0
+            size = os.path.getsize(mod.path)
+            cold, warm = ours_cold(mod.path, runs), ours_warm(mod.path, runs)
+            fresh = ours_fresh_process(mod.path, a.fresh_runs)
+            wt_bytes, wt_file = wasmtime_times(wasm, runs, tmp)
+            rows.append((name, len(wasm), size, cold, warm, fresh, wt_bytes, wt_file, compile_s))
+            print(f"  measured {name}", file=sys.stderr)
+    head = (f"{'module':<22}{'wasm':>9}{'artifact':>10}{'ours cold':>11}{'ours warm':>11}{'ours fresh':>12}"
+            f"{'wt bytes':>10}{'wt file':>10}{'best wt/cold':>14}")
+    lines = ["load + instantiate of a cached artifact, median microseconds "
+             "(wt = wasmtime Module.deserialize / deserialize_file + Instance)", head, "-" * len(head)]
+    for name, wsize, size, cold, warm, fresh, wtb, wtf, _ in rows:
+        lines.append(f"{name:<22}{wsize:>9}{size:>10}{cold:>11.0f}{warm:>11.0f}{fresh:>12.0f}{wtb:>10.0f}{wtf:>10.0f}"
+                     f"{min(wtb, wtf) / cold:>13.2f}x")
+    lines.append("cold: fresh memfd + dlopen every run; warm: image already mapped in this process (the file is still "
+                 "read and its sha256 checked every load); fresh: first load in a new interpreter; "
+                 "best wt/cold > 1 means wasm-aot is faster")
+    text = "\n".join(lines)
+    print(text)
+    out = HERE / "results" / "load_time.txt"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
