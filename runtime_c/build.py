@@ -25,6 +25,8 @@ uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
                    uintptr_t *frames, uint32_t *nframes);
 int wa_ctx_register(wa_ctx *ctx);
 void wa_ctx_unregister(wa_ctx *ctx);
+void wa_fill_funcrefs(wa_funcref *dst, void *const *code, const uint32_t *type_index,
+                      const uint32_t *type_ids, void *ctx, uint32_t n);
 void *wa_host_call_ptr(void);
 void *wa_host_call_fast_ptr(void);
 void *wa_host_dispatch_cell(void);

@@ -292,6 +292,17 @@ uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
     return rc;
 }
 
+/* Fills the funcrefs of an instance's defined functions: one call instead of three cffi writes per
+ * function (large modules have thousands). */
+void wa_fill_funcrefs(wa_funcref *dst, void *const *code, const uint32_t *type_index,
+                      const uint32_t *type_ids, void *ctx, uint32_t n) {
+    for (uint32_t i = 0; i < n; i++) {
+        dst[i].code = code[i];
+        dst[i].ctx = ctx;
+        dst[i].type_id = type_ids[type_index[i]];
+    }
+}
+
 /* ---------- host functions ---------- */
 
 static void host_call(wa_hostfunc *hf, uint8_t *slots) {

@@ -444,6 +444,26 @@ def test_load_in_a_fresh_process_without_llvmlite(tmp_path, module):
     assert p.stdout.strip() == "OK"
 
 
+def test_cache_hit_does_not_load_llvm(tmp_path, basic_bytes):
+    """A warm-cache wa.compile in a fresh process maps the artifact without loading LLVM."""
+    cache = tmp_path / "cache"
+    wa.compile(basic_bytes, cache=str(cache))
+    wasm = tmp_path / "m.wasm"
+    wasm.write_bytes(basic_bytes)
+    code = textwrap.dedent(f"""
+        import sys
+        import wasm_aot as wa
+        mod = wa.compile(open({str(wasm)!r}, "rb").read(), cache={str(cache)!r})
+        assert mod.instantiate().func("add")(2, 3) == 5
+        assert "llvmlite.binding" not in sys.modules, "a cache hit loaded LLVM"
+        print("OK")
+    """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "OK"
+    assert len(list(cache.glob("*.so"))) == 1
+
+
 def test_load_rejects_a_non_artifact(tmp_path):
     bad = tmp_path / "bad.so"
     bad.write_bytes(b"not an elf file")

@@ -84,6 +84,8 @@ def clean(path: str | None = None) -> int:
             elif f.endswith(".so"):
                 os.unlink(p)
                 n += 1
+            elif f.startswith("toolchain-") and f.endswith(".json"):
+                os.unlink(p)  # memoised toolchain descriptions (see toolchain_memo.py)
         except FileNotFoundError:
             pass
     return n

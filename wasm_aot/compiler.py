@@ -158,9 +158,9 @@ def compile(wasm: bytes, opt_level: int = 2, cache: bool | str | os.PathLike = T
         os.close(fd)
         compile_to_file(wasm, path, key=key, **options)
         return load(path, key=key)
-    from .codegen import toolchain
+    from .toolchain_memo import toolchain
     d = cache_dir(None if cache is True else os.fspath(cache))
-    path = os.path.join(d, cache_key(wasm, options, toolchain(cpu), key) + ".so")
+    path = os.path.join(d, cache_key(wasm, options, toolchain(cpu, d), key) + ".so")
     if os.path.exists(path):
         try:
             return load(path, key=key)

@@ -158,11 +158,13 @@ class Instance:
                 src = f._funcref
                 fr.code, fr.ctx, fr.type_id = src.code, src.ctx, src.type_id
         nimp = len(imported["func"])
-        for j, addr in enumerate(mapped.funcs):
-            fr = self._funcs[nimp + j]
-            fr.code = ffi.cast("void *", addr)
-            fr.ctx = ctx
-            fr.type_id = self._type_ids[func_types[nimp + j]]
+        ndefined = len(mapped.funcs)
+        if ndefined:
+            tidx = getattr(mapped, "_defined_type_index", None)
+            if tidx is None:  # per artifact, not per instance
+                tidx = mapped._defined_type_index = ffi.new("uint32_t[]", func_types[nimp:])
+            lib.wa_fill_funcrefs(ffi.addressof(self._funcs, nimp), ffi.cast("void **", mapped.desc.funcs), tidx,
+                                 self._type_ids, ctx, ndefined)
         self._func_objects: dict[int, Function] = {}
         V.register_funcrefs(int(ffi.cast("uintptr_t", self._funcs)), nfuncs, self)
 
