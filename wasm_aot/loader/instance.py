@@ -81,25 +81,34 @@ def resolve_imports(meta: dict, imports: Any) -> list[Any]:
 
 
 class Exports(Mapping[str, Extern]):
-    """An instance's exports, in module order."""
+    """An instance's exports, in module order. Each extern object is made on first access: most
+    programs use a few exports of many."""
 
-    def __init__(self, items: dict[str, Extern]) -> None:
-        self._items = items
+    def __init__(self, make: Any, entries: list[dict]) -> None:
+        self._make = make  # (kind, index) -> Extern
+        self._entries = {e["name"]: (e["kind"], e["index"]) for e in entries}
+        self._items: dict[str, Extern] = {}
 
     def __getitem__(self, name: str) -> Extern:
-        try:
-            return self._items[name]
-        except KeyError:
-            raise ExportNotFound(f"no export named {name!r}") from None
+        x = self._items.get(name)
+        if x is None:
+            try:
+                x = self._items[name] = self._make(*self._entries[name])
+            except KeyError:
+                raise ExportNotFound(f"no export named {name!r}") from None
+        return x
 
     def get(self, name: str, default: Any = None) -> Any:
-        return self._items.get(name, default)
+        return self[name] if name in self._entries else default
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
+        return iter(self._entries)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._entries)
 
     def __getattr__(self, name: str) -> Extern:
         if name.startswith("_"):
@@ -107,7 +116,7 @@ class Exports(Mapping[str, Extern]):
         return self[name]
 
     def __repr__(self) -> str:
-        return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in self._items.items()) + "}"
+        return "{" + ", ".join(f"{k!r}: {self[k]!r}" for k in self._entries) + "}"
 
 
 class Instance:
@@ -120,7 +129,9 @@ class Instance:
         meta = mapped.meta
         resolved = resolve_imports(meta, imports)
         self._imports = resolved  # keeps what we link to alive
-        types = [extern_from_json(t) for t in meta["types"]]
+        types = getattr(mapped, "_types", None)
+        if types is None:  # per artifact, not per instance
+            types = mapped._types = [extern_from_json(t) for t in meta["types"]]
         self._types = types
         func_types = meta["func_types"]
         nfuncs = len(func_types)
@@ -220,7 +231,7 @@ class Instance:
             self._elem_sizes[i] = len(e["init"])
         ctx.elem_items, ctx.elem_sizes = self._elem_items, self._elem_sizes
 
-        self._exports = Exports(self._build_exports(meta))
+        self._exports = Exports(self._export_extern, meta["exports"])
 
         # active segments, in order; a failure traps like table.init / memory.init would
         for i, e in enumerate(meta["elems"]):
@@ -279,19 +290,14 @@ class Instance:
     def _imports_funcs(self) -> list[Function]:
         return [e for e in self._imports if isinstance(e, Function)]
 
-    def _build_exports(self, meta: dict) -> dict[str, Extern]:
-        out: dict[str, Extern] = {}
-        for e in meta["exports"]:
-            k, i = e["kind"], e["index"]
-            if k == "func":
-                out[e["name"]] = self.funcref_object(i)
-            elif k == "memory":
-                out[e["name"]] = self._memories[i]
-            elif k == "table":
-                out[e["name"]] = self._tables[i]
-            else:
-                out[e["name"]] = self._globals[i]
-        return out
+    def _export_extern(self, kind: str, i: int) -> Extern:
+        if kind == "func":
+            return self.funcref_object(i)
+        if kind == "memory":
+            return self._memories[i]
+        if kind == "table":
+            return self._tables[i]
+        return self._globals[i]
 
     @property
     def exports(self) -> Exports:
