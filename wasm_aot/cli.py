@@ -99,6 +99,10 @@ def cmd_compile(a: argparse.Namespace) -> int:
         for phase in ("decode", "validate", "setup", "codegen", "optimise", "emit", "link", "seal"):
             if phase in timings:
                 print(f"{phase:<10}{timings[phase] * 1000:10.1f} ms", file=sys.stderr)
+            if phase == "emit" and "parts" in timings:  # a large module, built in parts in parallel
+                print(f"  (codegen+optimise+emit: {timings['parts']} parts on {timings['jobs']} workers, "
+                      f"{timings['parallel'] * 1000:.1f} ms wall, {timings['cpu'] * 1000:.1f} ms CPU; "
+                      "the phases above are those of the worker that finished last)", file=sys.stderr)
         print(f"{'total':<10}{(time.perf_counter() - t0) * 1000:10.1f} ms", file=sys.stderr)
     return 0
 

@@ -67,19 +67,24 @@ def _linker() -> list[str]:
     return [cc, "-shared", "-Wl,-z,noexecstack", "-Wl,-z,now", "-Wl,--build-id=none"]
 
 
-def link_shared(obj: bytes, out_path: str) -> None:
-    """Link one object into a shared object at out_path (written atomically). Libcalls LLVM may
-    emit (memcpy, floorf, ...) stay undefined and bind to the host process's libc/libm at load."""
+def link_shared(objs: bytes | list[bytes], out_path: str) -> None:
+    """Link one object, or several (the parts of a module, in order), into a shared object at out_path
+    (written atomically). Libcalls LLVM may emit (memcpy, floorf, ...) stay undefined and bind to the
+    host process's libc/libm at load."""
+    if isinstance(objs, (bytes, bytearray)):
+        objs = [objs]
     cmd = _linker()
     d = os.path.dirname(os.path.abspath(out_path))
     with tempfile.TemporaryDirectory(prefix="wa-link-") as tmp:
-        o = os.path.join(tmp, "m.o")
-        with open(o, "wb") as f:
-            f.write(obj)
+        paths = []
+        for i, obj in enumerate(objs):
+            paths.append(os.path.join(tmp, f"m{i}.o"))
+            with open(paths[-1], "wb") as f:
+                f.write(obj)
         fd, tmp_so = tempfile.mkstemp(prefix=".wa-", suffix=".so", dir=d)
         os.close(fd)
         try:
-            r = subprocess.run(cmd + ["-o", tmp_so, o], capture_output=True, text=True)
+            r = subprocess.run(cmd + ["-o", tmp_so] + paths, capture_output=True, text=True)
             if r.returncode != 0:
                 raise RuntimeError(f"linking failed: {r.stderr.strip()}")
             os.replace(tmp_so, out_path)

@@ -1,7 +1,15 @@
 """Lowering of a whole module: function declarations and bodies, one trampoline per signature
 (Python -> wasm), one shim per imported function (wasm -> host), data segments, the `wa_module`
-descriptor and the metadata section."""
+descriptor and the metadata section.
+
+A large module may be lowered as several parts (separate LLVM modules compiled in parallel, see
+codegen/__init__.py): each part defines its own functions and declares those of other parts that it
+calls; every wasm function then has hidden visibility (resolved by the linker inside the .so, so calls
+stay direct) instead of internal linkage. Only the main part (part 0) carries the trampolines, shims,
+data, metadata and the `wa_module` descriptor, which refers to every function."""
 from __future__ import annotations
+
+from typing import Collection
 
 from llvmlite import ir as ll
 
@@ -16,8 +24,26 @@ from .layout import (HOSTCALL_FNTYPE, I8, I32, I64, PTR, STRUCT, TRAMP_FNTYPE, V
 _CALLS = (op.CALL, op.CALL_INDIRECT)
 
 
+class _Funcs(dict):
+    """Function index -> ll.Function: the part's own functions, plus declarations of other parts'
+    functions made on first use."""
+
+    def __init__(self, mc: "ModuleCodegen") -> None:
+        super().__init__()
+        self.mc = mc
+
+    def __missing__(self, idx: int) -> ll.Function:
+        mc = self.mc
+        fn = self[idx] = ll.Function(mc.m, wasm_fntype(mc.wasm.types[mc.func_types[idx]]), name=f"f{idx}")
+        fn.linkage = "hidden"  # llvmlite has no visibility: "declare hidden" is default linkage, hidden
+        return fn
+
+
 class ModuleCodegen:
-    def __init__(self, wasm: Module, *, bounds_checks: bool = False, triple: str = "", datalayout: str = "") -> None:
+    def __init__(self, wasm: Module, *, bounds_checks: bool = False, triple: str = "", datalayout: str = "",
+                 part: Collection[int] | None = None, main: bool = True) -> None:
+        """part: the defined functions (by function index) this LLVM module defines, None for all of them
+        (a single-part compile); main: whether it carries the trampolines, shims, data and descriptor."""
         self.wasm = wasm
         self.bounds_checks = bounds_checks
         self.m = ll.Module(name="wasm")
@@ -28,12 +54,14 @@ class ModuleCodegen:
         self.global_types = wasm.all_global_types()
         self.has_memory = bool(wasm.all_memories())
         self._intrinsics: dict[str, ll.Function] = {}
-        self.funcs: dict[int, ll.Function] = {}
+        self.funcs: dict[int, ll.Function] = _Funcs(self)
         self.used: list[ll.GlobalValue] = []
-        for i, f in enumerate(wasm.funcs):
-            idx = self.num_imported_funcs + i
-            fn = ll.Function(self.m, wasm_fntype(wasm.types[f.type_idx]), name=f"f{idx}")
-            fn.linkage = "internal"
+        self.main = main
+        self.defined = (range(self.num_imported_funcs, self.num_imported_funcs + len(wasm.funcs)) if part is None
+                        else sorted(part))
+        for idx in self.defined:
+            fn = ll.Function(self.m, wasm_fntype(wasm.types[self.func_types[idx]]), name=f"f{idx}")
+            fn.linkage = "internal" if part is None else "hidden"
             fn.attributes.add("nounwind")
             self.funcs[idx] = fn
 
@@ -48,8 +76,11 @@ class ModuleCodegen:
         return any(i[0] in _CALLS for i in func.body)
 
     def generate(self, meta: bytes) -> ll.Module:
-        for i, f in enumerate(self.wasm.funcs):
-            FuncCodegen(self, self.num_imported_funcs + i, f).lower()
+        nimp = self.num_imported_funcs
+        for idx in self.defined:
+            FuncCodegen(self, idx, self.wasm.funcs[idx - nimp]).lower()
+        if not self.main:
+            return self.m
         tramps = self.trampolines()
         shims = self.shims()
         datas = [self.const_bytes(f"data{i}", d.data) for i, d in enumerate(self.wasm.datas)]
@@ -58,7 +89,7 @@ class ModuleCodegen:
         desc.global_constant = True
         desc.initializer = ll.Constant(desc_t, [
             ll.Constant(I64, abi.ABI_VERSION),
-            self.ptr_array("wa_funcs", [self.funcs[i] for i in sorted(self.funcs)]),
+            self.ptr_array("wa_funcs", [self.funcs[nimp + i] for i in range(len(self.wasm.funcs))]),
             self.ptr_array("wa_tramps", tramps),
             self.ptr_array("wa_shims", shims),
             self.ptr_array("wa_datas", datas),
