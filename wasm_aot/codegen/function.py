@@ -146,7 +146,7 @@ class FuncCodegen:
         if self.mc.needs_stack_check(self.func):
             self.stack_check()
         top = Frame("func", (), ft.results, 0)
-        top.slots = [b.alloca(VALTYPE[t]) for t in ft.results]
+        top.slots = [self.alloca(t) for t in ft.results]  # in the entry block, where SROA looks
         top.end_bb = self.fn.append_basic_block("return")
         self.frames.append(top)
         lower = LOWER
