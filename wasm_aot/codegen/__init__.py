@@ -92,7 +92,8 @@ def plan_parts(mod: Module) -> list[list[int]]:
 def _jobs(nparts: int) -> int:
     if nparts == 1:
         return 1
-    jobs = _env_int(JOBS_ENV) or len(os.sched_getaffinity(0))
+    jobs = _env_int(JOBS_ENV) or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                  else os.cpu_count() or 1)
     # forking a process with other threads running is unsafe (one of them may hold a lock, LLVM's or
     # libc's, that the child would wait on forever): such a process builds its parts itself
     if threading.active_count() > 1:
