@@ -115,7 +115,8 @@ static void record_frames(wa_entry *e, uintptr_t pc, uintptr_t fp) {
     while (n < WA_MAX_FRAMES && fp && !(fp & 7) && fp >= thread_stack_low && fp < stop) {
         uintptr_t ret = ((uintptr_t *)fp)[1];
         uintptr_t next = ((uintptr_t *)fp)[0];
-        if (pc_in_wasm(ret)) e->frames[n++] = ret;
+        /* ret - 1: a call that ends a function at the end of a code segment returns just past it */
+        if (pc_in_wasm(ret - 1)) e->frames[n++] = ret;
         if (next <= fp) break;
         fp = next;
     }
