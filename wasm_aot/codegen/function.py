@@ -75,7 +75,7 @@ class FuncCodegen:
         self.skip = 0  # nesting depth of blocks being skipped in dead code
         self.rt: ll.Value | None = None
         self.mem_loads: dict[int, ll.LoadInstr] = {}  # id(pushed value) -> its memory load
-        self.fconsts: set[int] = set()  # ids of f32/f64.const values LLVM may fold as identities (±0, ±1, NaN)
+        self.fconsts: dict[int, str] = {}  # id of an f32/f64.const LLVM may fold -> "nan" or "identity" (±0, ±1)
         self.promotes: set[int] = set()  # ids of f64.promote_f32 results
 
     # ---- helpers used by numeric.py (its Fx interface) and below ----
@@ -104,7 +104,9 @@ class FuncCodegen:
         p = self.b.gep(ctx if ctx is not None else self.ctx,
                        [ll.Constant(I32, 0), ll.Constant(I32, abi.field_index("wa_ctx", name))],
                        inbounds=True, source_etype=CTX)
-        return self.b.load(p, typ=ty)
+        ld = self.b.load(p, typ=ty)
+        ld.set_metadata("tbaa", self.mc.tbaa["vm"])
+        return ld
 
     def field_ptr(self, struct: str, base: ll.Value, name: str) -> ll.Value:
         return self.b.gep(base, [ll.Constant(I32, 0), ll.Constant(I32, abi.field_index(struct, name))],
@@ -401,14 +403,18 @@ class FuncCodegen:
 
     def global_slot(self, i: int) -> ll.Value:
         slots = self.ctx_field("globals", PTR)
-        return self.b.load(self.b.gep(slots, [ll.Constant(I32, i)], inbounds=True, source_etype=PTR), typ=PTR)
+        ld = self.b.load(self.b.gep(slots, [ll.Constant(I32, i)], inbounds=True, source_etype=PTR), typ=PTR)
+        ld.set_metadata("tbaa", self.mc.tbaa["vm"])
+        return ld
 
     def global_get(self, i: int) -> None:
         t = VALTYPE[self.mc.global_types[i].valtype]
-        self.stack.append(self.b.load(self.global_slot(i), typ=t))
+        ld = self.b.load(self.global_slot(i), typ=t)
+        ld.set_metadata("tbaa", self.mc.tbaa["global"])
+        self.stack.append(ld)
 
     def global_set(self, i: int) -> None:
-        self.b.store(self.stack.pop(), self.global_slot(i))
+        self.b.store(self.stack.pop(), self.global_slot(i)).set_metadata("tbaa", self.mc.tbaa["global"])
 
     # ---- memory ----
 
@@ -452,14 +458,17 @@ class FuncCodegen:
 
     def f32_const(self, bits: int) -> None:
         self.stack.append(self.b.bitcast(ll.Constant(I32, bits), F32))
-        if bits & 0x7FFFFFFF in (0, 0x3F800000) or (bits & 0x7F800000 == 0x7F800000 and bits & 0x7FFFFF):
-            self.fconsts.add(id(self.stack[-1]))
+        if bits & 0x7F800000 == 0x7F800000 and bits & 0x7FFFFF:
+            self.fconsts[id(self.stack[-1])] = "nan"
+        elif bits & 0x7FFFFFFF in (0, 0x3F800000):
+            self.fconsts[id(self.stack[-1])] = "identity"
 
     def f64_const(self, bits: int) -> None:
         self.stack.append(self.b.bitcast(ll.Constant(I64, bits), F64))
-        if bits & (1 << 63) - 1 in (0, 0x3FF0000000000000) or \
-                (bits >> 52 & 0x7FF == 0x7FF and bits & (1 << 52) - 1):
-            self.fconsts.add(id(self.stack[-1]))
+        if bits >> 52 & 0x7FF == 0x7FF and bits & (1 << 52) - 1:
+            self.fconsts[id(self.stack[-1])] = "nan"
+        elif bits & (1 << 63) - 1 in (0, 0x3FF0000000000000):
+            self.fconsts[id(self.stack[-1])] = "identity"
 
     def canonicalize(self, v: ll.Value) -> ll.Value:
         return self.b.call(self.intrinsic(f"llvm.canonicalize.{'f32' if v.type == F32 else 'f64'}",
@@ -523,6 +532,7 @@ def _load(mem_t: ll.Type, width: int, ext: str | None, to: ll.Type) -> Callable:
     def lower(fc: FuncCodegen, imm) -> None:
         p = fc.address(fc.stack.pop(), imm[1], width)
         load = v = fc.b.load(p, typ=mem_t, align=1)
+        load.set_metadata("tbaa", fc.mc.tbaa["memory"])
         if ext == "s":
             v = fc.b.sext(v, to)
         elif ext == "u":
@@ -537,7 +547,7 @@ def _store(mem_t: ll.Type, width: int, wrap: bool) -> Callable:
         addr, v = fc.pop(2)
         if wrap:
             v = fc.b.trunc(v, mem_t)
-        fc.b.store(v, fc.address(addr, imm[1], width), align=1)
+        fc.b.store(v, fc.address(addr, imm[1], width), align=1).set_metadata("tbaa", fc.mc.tbaa["memory"])
     return lower
 
 
@@ -601,11 +611,13 @@ def _numeric_lowering(f: Callable, arity: int) -> Callable:
 # LLVM folds x-0, x*1, x/1, x*-1, -0-x, demote(promote x) to x or -x, which lets a signalling NaN
 # through unquieted; wasm wants a quiet NaN. Quieting every result would cost a multiply per
 # operation, so only these shapes (an operand that is a wasm constant ±0, ±1 or NaN) are canonicalized.
-def _guard_const_fold(f: Callable) -> Callable:
+def _guard_const_fold(f: Callable, identity_first: bool = True) -> Callable:
+    """identity_first: whether a ±0/±1 first operand can fold (not for div: 1/x is no identity)."""
     def lower(fc: FuncCodegen, _imm) -> None:
         args = fc.pop(2)
         r = f(fc, args)
-        if id(args[0]) in fc.fconsts or id(args[1]) in fc.fconsts:
+        first, second = fc.fconsts.get(id(args[0])), fc.fconsts.get(id(args[1]))
+        if second or first == "nan" or (first and identity_first):
             r = fc.canonicalize(r)
         fc.stack.append(r)
     return lower
@@ -626,7 +638,8 @@ def _mark_promote(f: Callable) -> Callable:
     return lower
 
 
-_GUARDED = {f"{t}.{o}": _guard_const_fold for t in ("f32", "f64") for o in ("add", "sub", "mul", "div")}
+_GUARDED = {f"{t}.{o}": _guard_const_fold for t in ("f32", "f64") for o in ("add", "sub", "mul")}
+_GUARDED.update({f"{t}.div": lambda f: _guard_const_fold(f, identity_first=False) for t in ("f32", "f64")})
 _GUARDED["f32.demote_f64"] = _guard_demote
 _GUARDED["f64.promote_f32"] = _mark_promote
 

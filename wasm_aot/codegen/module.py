@@ -54,6 +54,13 @@ class ModuleCodegen:
         self.global_types = wasm.all_global_types()
         self.has_memory = bool(wasm.all_memories())
         self._intrinsics: dict[str, ll.Function] = {}
+        # TBAA: linear memory, the VM's own structures (ctx, tables, funcrefs) and global cells never
+        # alias each other, so a store to linear memory does not force the ctx fields to be reloaded
+        root = self.m.add_metadata(["wasm-aot tbaa"])
+        self.tbaa = {}
+        for name in ("memory", "vm", "global"):
+            t = self.m.add_metadata([name, root, ll.Constant(I64, 0)])
+            self.tbaa[name] = self.m.add_metadata([t, t, ll.Constant(I64, 0)])
         self.funcs: dict[int, ll.Function] = _Funcs(self)
         self.used: list[ll.GlobalValue] = []
         self.main = main
