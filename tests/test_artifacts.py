@@ -488,3 +488,22 @@ def test_load_is_fast(tmp_path, signed):
         times.append(time.perf_counter() - t0)
     times.sort()
     assert times[len(times) // 2] < 2e-3, f"median wa.load {times[len(times) // 2] * 1e6:.0f} us"
+
+
+def test_many_artifacts_map_without_holding_file_descriptors(tmp_path):
+    """Each mapping gets its own path, so a reused memfd number never aliases an earlier image, and
+    no descriptor stays open per artifact (a service may load any number)."""
+    def nfds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    paths = []
+    for k in range(40):
+        src = f'(module (func (export "k") (result i32) (i32.const {k})))'
+        m = wa.compile(wat(src), cache=str(tmp_path / "c"))
+        p = tmp_path / f"m{k}.so"
+        m.save(p)
+        paths.append(p)
+    before = nfds()
+    insts = [wa.load(p).instantiate() for p in paths]
+    assert [i.func("k")() for i in insts] == list(range(40))
+    assert nfds() <= before + 1

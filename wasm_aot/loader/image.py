@@ -22,6 +22,9 @@ _SEALS = getattr(fcntl, "F_SEAL_SEAL", 1) | getattr(fcntl, "F_SEAL_SHRINK", 2) |
 _HAVE_MEMFD = hasattr(os, "memfd_create") and hasattr(fcntl, "F_ADD_SEALS") and os.path.isdir("/proc/self/fd")
 
 
+_fd_uses: dict[int, int] = {}  # fd number -> how many mappings have used it in their path
+
+
 def _memfd() -> int:
     return os.memfd_create("wasm-aot-artifact", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
 
@@ -43,8 +46,9 @@ class Image:
     def dlopen(self) -> Any:
         """dlopen these bytes; returns the handle (NULL on failure, see wa_dlerror).
 
-        The memfd stays open for good once mapped (libraries are never unloaded): glibc finds an
-        already-loaded library by its path name first, so a reused fd number would alias two images.
+        glibc finds an already-loaded library by its path name first, so each mapping gets a path no
+        earlier one had (/proc/self/fd/../fd/N resolves like /proc/self/fd/N); the memfd is then
+        closed, since the mapping keeps its file alive: a service may map any number of artifacts.
         """
         if self.fd < 0 and _HAVE_MEMFD:
             fd = _memfd()
@@ -59,9 +63,11 @@ class Image:
             self.fd = fd
             self._close = weakref.finalize(self, os.close, fd)
         if self.fd >= 0:
-            handle = lib.wa_dlopen(f"/proc/self/fd/{self.fd}".encode())
-            if handle != ffi.NULL and self._close is not None:
-                self._close.detach()
+            k = _fd_uses[self.fd] = _fd_uses.get(self.fd, -1) + 1
+            handle = lib.wa_dlopen(f"/proc/self/{'fd/../' * k}fd/{self.fd}".encode())
+            if self._close is not None:
+                self._close()  # mapped or failed, the fd is no longer needed
+            self.fd = -1
             return handle
         with tempfile.TemporaryDirectory(prefix="wasm-aot-map-") as d:  # mode 0700, ours alone
             p = os.path.join(d, "a.so")
