@@ -17,10 +17,7 @@ CDEF = DECLS + """
 extern "Python" int wa_py_host_call(void *handle, uint8_t *slots);
 
 int wa_install_handlers(void);
-int wa_register_code(void *addr);
-void *wa_dlopen(const char *path);
-void *wa_dlsym(void *handle, const char *name);
-const char *wa_dlerror(void);
+void *wa_map_image(const char *file, size_t len, const char *name, char *err, size_t errlen);
 uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
                    uintptr_t *frames, uint32_t *nframes);
 int wa_ctx_register(wa_ctx *ctx);
@@ -46,7 +43,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "wasm_aot._runtime",
-    "#include <stdint.h>\n" + DECLS + "\n" + (HERE / "runtime.c").read_text(),
+    "#include <stdint.h>\n" + DECLS + "\n" + (HERE / "runtime.c").read_text() + (HERE / "image.c").read_text(),
     extra_compile_args=["-O2", "-fno-omit-frame-pointer", "-Wall"],
     libraries=["dl", "pthread"],
 )

@@ -11,7 +11,6 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
-#include <link.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -64,45 +63,19 @@ static int pc_in_wasm(uintptr_t pc) {
     return 0;
 }
 
-struct find_obj { uintptr_t addr; int found; };
-
-static int add_exec_segments(struct dl_phdr_info *info, size_t size, void *data) {
-    struct find_obj *f = data;
-    (void)size;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
-        if (ph->p_type == PT_LOAD && f->addr >= lo && f->addr < hi) {
-            for (int j = 0; j < info->dlpi_phnum; j++) {
-                const ElfW(Phdr) *q = &info->dlpi_phdr[j];
-                if (q->p_type != PT_LOAD || !(q->p_flags & PF_X)) continue;
-                if (nranges < WA_MAX_RANGES) {
-                    range_lo[nranges] = info->dlpi_addr + q->p_vaddr;
-                    range_hi[nranges] = range_lo[nranges] + q->p_memsz;
-                    __atomic_store_n(&nranges, nranges + 1, __ATOMIC_RELEASE);
-                }
-            }
-            f->found = 1;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* Registers the executable segments of the loaded object containing `addr`. */
-int wa_register_code(void *addr) {
-    struct find_obj f = {(uintptr_t)addr, 0};
+/* Registers [lo, hi) as wasm code (an artifact mapped by wa_map_image, see image.c). */
+static int add_code_range(uintptr_t lo, uintptr_t hi) {
+    int rc = -1;
     pthread_mutex_lock(&range_lock);
-    for (int i = 0; i < nranges; i++)
-        if (f.addr >= range_lo[i] && f.addr < range_hi[i]) { pthread_mutex_unlock(&range_lock); return 0; }
-    dl_iterate_phdr(add_exec_segments, &f);
+    if (nranges < WA_MAX_RANGES) {
+        range_lo[nranges] = lo;
+        range_hi[nranges] = hi;
+        __atomic_store_n(&nranges, nranges + 1, __ATOMIC_RELEASE);
+        rc = 0;
+    }
     pthread_mutex_unlock(&range_lock);
-    return f.found ? 0 : -1;
+    return rc;
 }
-
-void *wa_dlopen(const char *path) { return dlopen(path, RTLD_NOW | RTLD_LOCAL); }
-void *wa_dlsym(void *handle, const char *name) { return dlsym(handle, name); }
-const char *wa_dlerror(void) { const char *e = dlerror(); return e ? e : "unknown dlopen error"; }
 
 /* ---------- traps ---------- */
 

@@ -1,8 +1,9 @@
 """Verifying and mapping an artifact (.so).
 
 The file is read once into an immutable image (image.py); those bytes are checked (integrity
-trailer, signature, metadata, machine) and only those same bytes are mapped, so nothing can swap
-the file between the check and dlopen.
+trailer, signature, metadata, machine) and only those same bytes are mapped (runtime_c/image.c
+copies their segments into fresh memory; no dlopen, no file), so nothing can swap the file between
+the check and the mapping.
 """
 from __future__ import annotations
 
@@ -176,7 +177,6 @@ class Mapped:
     tramps: list[Any]  # per type index
     shims: list[Any]  # per imported function
     datas: list[Any]  # per data segment
-    image: Image | None = None  # the bytes mapped (kept for good)
 
 
 # Mapped images by content digest: the same verified bytes need mapping only once per process.
@@ -187,13 +187,13 @@ def map_artifact(path: str, v: Verified) -> Mapped:
     if m is not None:
         return m
     meta = v.meta
-    image = v.image or Image(v.data)
-    handle = image.dlopen()
-    if handle == ffi.NULL:
-        raise ArtifactError(f"{path}: cannot be loaded: {ffi.string(lib.wa_dlerror()).decode(errors='replace')}")
-    sym = lib.wa_dlsym(handle, b"wa_module")
+    buf = v.image.buf if v.image is not None else v.data
+    err = ffi.new("char[]", 256)
+    sym = lib.wa_map_image(buf, len(buf), b"wa_module", err, 256)  # registers its code ranges too
     if sym == ffi.NULL:
-        raise ArtifactError(f"{path}: no wa_module symbol: not a wasm-aot artifact")
+        raise ArtifactError(f"{path}: cannot be mapped: {ffi.string(err).decode(errors='replace')}")
+    if v.image is not None:
+        v.image.close()  # mapped: the bytes are no longer needed
     desc = ffi.cast("wa_module_desc *", sym)
     if desc.abi_version != abi.ABI_VERSION:
         raise ArtifactError(f"{path}: runtime ABI {desc.abi_version}, expected {abi.ABI_VERSION}")
@@ -204,11 +204,7 @@ def map_artifact(path: str, v: Verified) -> Mapped:
     tramps = ffi.unpack(desc.tramps, len(meta["types"])) if meta["types"] else []
     shims = ffi.unpack(desc.shims, nimported) if nimported else []
     datas = ffi.unpack(desc.datas, len(meta["datas"])) if meta["datas"] else []
-    if funcs:
-        lib.wa_register_code(ffi.cast("void *", funcs[0]))
-    elif tramps:
-        lib.wa_register_code(tramps[0])
-    m = Mapped(path, meta, desc, funcs, tramps, shims, datas, image)
+    m = Mapped(path, meta, desc, funcs, tramps, shims, datas)
     _mapped[v.digest] = m
     from .frames import register_functions
     register_functions(m)
