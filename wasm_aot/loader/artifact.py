@@ -187,13 +187,10 @@ def map_artifact(path: str, v: Verified) -> Mapped:
     if m is not None:
         return m
     meta = v.meta
-    buf = v.image.buf if v.image is not None else v.data
     err = ffi.new("char[]", 256)
-    sym = lib.wa_map_image(buf, len(buf), b"wa_module", err, 256)  # registers its code ranges too
+    sym = lib.wa_map_image(v.data, len(v.data), b"wa_module", err, 256)  # registers its code ranges too
     if sym == ffi.NULL:
         raise ArtifactError(f"{path}: cannot be mapped: {ffi.string(err).decode(errors='replace')}")
-    if v.image is not None:
-        v.image.close()  # mapped: the bytes are no longer needed
     desc = ffi.cast("wa_module_desc *", sym)
     if desc.abi_version != abi.ABI_VERSION:
         raise ArtifactError(f"{path}: runtime ABI {desc.abi_version}, expected {abi.ABI_VERSION}")
