@@ -507,3 +507,31 @@ def test_many_artifacts_map_without_holding_file_descriptors(tmp_path):
     insts = [wa.load(p).instantiate() for p in paths]
     assert [i.func("k")() for i in insts] == list(range(40))
     assert nfds() <= before + 1
+
+
+def test_the_mapper_survives_malformed_images(tmp_path):
+    """runtime_c/image.c only ever sees verified bytes, but it bounds-checks what it reads anyway:
+    mutated headers, segments and dynamic sections give an error or a mapping, never a crash."""
+    import random
+
+    from wasm_aot.loader.runtime import ffi, lib
+
+    src = '(module (memory 1) (func (export "f") (param i32) (result i32) (i32.load (local.get 0))))'
+    p = tmp_path / "m.so"
+    wa.compile(wat(src), cache=False).save(p)
+    good = p.read_bytes()
+    err = ffi.new("char[]", 256)
+    assert lib.wa_map_image(good, len(good), b"wa_module", err, 256) != ffi.NULL
+    assert lib.wa_map_image(good[:100], 100, b"wa_module", err, 256) == ffi.NULL
+    assert b"shared object" in ffi.string(err)
+    assert lib.wa_map_image(good, len(good), b"no_such_symbol", err, 256) == ffi.NULL
+    rng = random.Random(7)
+    hot = 0x400  # headers, program headers and the first pages: where the mapper reads its structure
+    refused = 0
+    for _ in range(400):
+        b = bytearray(good)
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(hot) if rng.random() < 0.7 else rng.randrange(len(b))
+            b[i] = rng.randrange(256)
+        refused += lib.wa_map_image(bytes(b), len(b), b"wa_module", err, 256) == ffi.NULL
+    assert refused > 0
