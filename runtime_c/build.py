@@ -20,8 +20,7 @@ int wa_install_handlers(void);
 void *wa_map_image(const char *file, size_t len, const char *name, char *err, size_t errlen);
 uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
                    uintptr_t *frames, uint32_t *nframes);
-int wa_ctx_register(wa_ctx *ctx);
-void wa_ctx_unregister(wa_ctx *ctx);
+intptr_t wa_stack_limit_tls_offset(void);
 void wa_fill_funcrefs(wa_funcref *dst, void *const *code, const uint32_t *type_index,
                       const uint32_t *type_ids, void *ctx, uint32_t n);
 void *wa_host_call_ptr(void);

@@ -46,7 +46,11 @@ typedef struct wa_entry {
 } wa_entry;
 
 static __thread wa_entry *cur_entry;
-static __thread uintptr_t thread_stack_low, thread_stack_high, thread_limit;
+static __thread uintptr_t thread_stack_low, thread_stack_high;
+/* The lowest stack address wasm may use on this thread. Generated code reads it at a fixed offset
+ * from the thread pointer (ctx->stack_limit_tls), hence initial-exec: static TLS, same offset in
+ * every thread. */
+static __thread uintptr_t thread_limit __attribute__((tls_model("initial-exec")));
 static __thread int thread_altstack_done;
 
 /* ---------- code ranges: the signal handler claims only faults inside them ---------- */
@@ -195,53 +199,20 @@ static void init_thread(void) {
     }
 }
 
-/* ---------- stack limits ----------
- * Every ctx holds the same limit: the lowest of the limits of the threads that have run wasm.
- * One value for all ctxs means calls between linked instances need no bookkeeping and a ctx used
- * by several threads at once never traps spuriously; a thread whose stack lies higher gets a
- * weaker early check, and the guard page (see on_fault) is its second line of defence. */
+/* ---------- stack limits ---------- */
 
-static pthread_mutex_t limit_lock = PTHREAD_MUTEX_INITIALIZER;
-static uintptr_t global_limit;
-static uintptr_t **limit_cells; /* &ctx->stack_limit of every live ctx */
-static size_t ncells, cap_cells;
-static __thread int thread_counted;
-
-static void count_thread(void) {
-    if (!thread_limit) init_thread();
-    pthread_mutex_lock(&limit_lock);
-    if (!global_limit || thread_limit < global_limit) {
-        global_limit = thread_limit;
-        for (size_t i = 0; i < ncells; i++) __atomic_store_n(limit_cells[i], global_limit, __ATOMIC_RELAXED);
-    }
-    pthread_mutex_unlock(&limit_lock);
-    thread_counted = 1;
+static uintptr_t thread_pointer(void) {
+#if defined(__x86_64__)
+    uintptr_t tp;
+    __asm__("mov %%fs:0, %0" : "=r"(tp));
+    return tp;
+#else
+    return (uintptr_t)__builtin_thread_pointer();
+#endif
 }
 
-int wa_ctx_register(wa_ctx *ctx) {
-    int rc = 0;
-    if (!thread_counted) count_thread();
-    pthread_mutex_lock(&limit_lock);
-    if (ncells == cap_cells) {
-        size_t cap = cap_cells ? 2 * cap_cells : 64;
-        uintptr_t **cells = realloc(limit_cells, cap * sizeof *cells);
-        if (!cells) { rc = -1; goto out; }
-        limit_cells = cells;
-        cap_cells = cap;
-    }
-    limit_cells[ncells++] = &ctx->stack_limit;
-    ctx->stack_limit = global_limit;
-out:
-    pthread_mutex_unlock(&limit_lock);
-    return rc;
-}
-
-void wa_ctx_unregister(wa_ctx *ctx) {
-    pthread_mutex_lock(&limit_lock);
-    for (size_t i = ncells; i-- > 0;)
-        if (limit_cells[i] == &ctx->stack_limit) { limit_cells[i] = limit_cells[--ncells]; break; }
-    pthread_mutex_unlock(&limit_lock);
-}
+/* Where generated code finds the running thread's stack limit: thread pointer + this offset. */
+intptr_t wa_stack_limit_tls_offset(void) { return (intptr_t)((uintptr_t)&thread_limit - thread_pointer()); }
 
 /* Calls `code(callee_ctx, args...)` through the per-signature trampoline, arguments and results
  * in `slots`. Returns 0, or the trap code (with the wasm frames in *frames/*nframes). */
@@ -249,7 +220,7 @@ uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
                    uintptr_t *frames, uint32_t *nframes) {
     wa_entry e;
     uint32_t rc = 0;
-    if (!thread_counted) count_thread();
+    if (!thread_limit) init_thread();
     e.prev = cur_entry;
     e.nframes = 0;
     cur_entry = &e;

@@ -229,3 +229,35 @@ def test_host_functions_from_threads():
     _run_threads(run, run)
     assert sorted(out) == sorted([2 * i + 1 for i in range(50)] * 2)
     assert len(set(seen)) == 2
+
+
+def _big_frame_module(nlocals: int) -> bytes:
+    """$big keeps `nlocals` i64 locals live across a recursive call: a frame larger than the
+    runtime's stack margin (256 KiB) and the guard page together."""
+    sets = " ".join(f"local.get 0 i64.const {i} i64.add local.set {i + 1}" for i in range(nlocals))
+    sums = " ".join(f"local.get {i + 1} i64.add" for i in range(nlocals))
+    return wat(f"""(module (func $big (export "big") (param i64) (result i64) (local {" ".join(["i64"] * nlocals)})
+      {sets}
+      local.get 0 i64.eqz (if (then) (else local.get 0 i64.const 1 i64.sub call $big drop))
+      i64.const 0 {sums}))""")
+
+
+def test_huge_frames_cannot_jump_the_guard_page():
+    inst = wa.compile(_big_frame_module(35_000), opt_level=0).instantiate()
+    assert inst.func("big")(2) == sum(2 + i for i in range(35_000))
+    codes = []
+
+    def run():
+        for _ in range(3):
+            try:
+                inst.func("big")(1 << 40)
+            except wa.Trap as t:
+                codes.append(t.code)
+
+    old = threading.stack_size(1 << 20)
+    try:
+        _run_threads(run, run)
+    finally:
+        threading.stack_size(old)
+    run()
+    assert codes == [TC.STACK_OVERFLOW] * 9

@@ -13,7 +13,7 @@ Vocabulary (one name per wasm concept, used everywhere):
 """
 from __future__ import annotations
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 SLOT_SIZE = 16
 WASM_PAGE = 65536
 # A 32-bit memory reserves 4 GiB for the index, 4 GiB for a 32-bit static offset, and a little
@@ -43,14 +43,14 @@ STRUCTS: dict[str, list[tuple[str, str]]] = {
         ("kind", "uint32_t"),  # the ValType byte of its elements
     ],
     "wa_hostfunc": [
-        ("stack_limit", "uintptr_t"),  # unused: keeps the layout of a ctx's first field
+        ("_unused", "uintptr_t"),  # keeps the layout of a ctx's first field
         ("call", "void *"),  # void (*)(wa_hostfunc *, uint8_t *slots); longjmps on a trap
         ("handle", "void *"),  # the Python side's key for the callable
         ("type_id", "uint32_t"),
         ("_pad", "uint32_t"),
     ],
     "wa_ctx": [
-        ("stack_limit", "uintptr_t"),  # lowest stack address wasm may use; checked in prologues
+        ("stack_limit_tls", "intptr_t"),  # thread pointer + this = the thread's stack limit (runtime.c)
         ("mem0_base", "uint8_t *"),  # constant for the memory's lifetime (it never moves)
         ("mem0", "wa_memory *"),
         ("globals", "uint8_t **"),  # one slot pointer per global (imported ones point elsewhere)

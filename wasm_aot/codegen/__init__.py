@@ -22,7 +22,7 @@ import llvmlite
 import llvmlite.binding as llvm
 
 from ..ir import Module
-from .emit import add_frame_pointers, cpu_spec, link_shared, optimise, target_machine
+from .emit import add_function_attributes, cpu_spec, link_shared, optimise, target_machine
 from .module import ModuleCodegen
 
 # A part is worth its own LLVM module from about this many wasm instructions (~0.7 s of -O2 work here;
@@ -114,7 +114,7 @@ def _compile_part(mod: Module, meta: bytes, funcs: list[int] | None, main: bool,
         try:
             mc = ModuleCodegen(mod, bounds_checks=bounds_checks, triple=tm.triple, datalayout=str(tm.target_data),
                                part=funcs, main=main)
-            text = add_frame_pointers(str(mc.generate(meta)))
+            text = add_function_attributes(str(mc.generate(meta)))
         finally:
             if gc_was_enabled:
                 gc.enable()

@@ -39,13 +39,16 @@ def target_machine(cpu: str, opt_level: int) -> llvm.TargetMachine:
                                         codemodel="default")
 
 
-# Frame pointers let a trap walk the wasm frames (Trap.frames); llvmlite cannot spell the string
-# attribute, so it is added to the text.
+# String attributes of every function, added to the text (llvmlite cannot spell them):
+# - frame pointers let a trap walk the wasm frames (Trap.frames);
+# - inline stack probes make a frame larger than a page touch each page in order, so a huge frame
+#   (thousands of locals) meets the guard page instead of jumping over it onto other memory.
 _DEFINE = re.compile(r"^(define [^\n]*?)(\s*\{)?$", re.M)
+_ATTRIBUTES = ' "frame-pointer"="all" "probe-stack"="inline-asm"'
 
 
-def add_frame_pointers(text: str) -> str:
-    return _DEFINE.sub(lambda m: m.group(1) + ' "frame-pointer"="all"' + (m.group(2) or ""), text)
+def add_function_attributes(text: str) -> str:
+    return _DEFINE.sub(lambda m: m.group(1) + _ATTRIBUTES + (m.group(2) or ""), text)
 
 
 def optimise(mod: llvm.ModuleRef, tm: llvm.TargetMachine, opt_level: int) -> None:

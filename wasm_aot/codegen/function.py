@@ -173,7 +173,11 @@ class FuncCodegen:
     def stack_check(self) -> None:
         fa = self.intrinsic("llvm.frameaddress.p0", PTR, [I32])
         sp = self.b.ptrtoint(self.b.call(fa, [ll.Constant(I32, 0)]), I64)
-        limit = self.ctx_field("stack_limit", I64)
+        # the running thread's limit: thread pointer + an offset the runtime put in the ctx
+        tp = self.b.call(self.intrinsic("llvm.thread.pointer.p0", PTR, []), [])
+        at = self.b.gep(tp, [self.ctx_field("stack_limit_tls", I64)], source_etype=I8)
+        limit = self.b.load(at, typ=I64)
+        limit.set_metadata("tbaa", self.mc.tbaa["vm"])
         self.trap_if(self.b.icmp_unsigned("<", sp, limit), TrapCode.STACK_OVERFLOW)
 
     def skip_dead(self, opc: int) -> None:

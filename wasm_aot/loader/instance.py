@@ -9,7 +9,7 @@ from ..types import FuncType, GlobalType, MemoryType, TableType, ValType, Value
 from . import values as V
 from .artifact import Mapped
 from .externs import Extern, Function, Global, Memory, Table
-from .runtime import RT_PTR, ffi, lib
+from .runtime import RT_PTR, STACK_LIMIT_TLS, ffi, lib
 
 _type_ids: dict[FuncType, int] = {}
 
@@ -135,10 +135,8 @@ class Instance:
         self._types = types
         func_types = meta["func_types"]
         nfuncs = len(func_types)
-        # registered: the runtime keeps every ctx's stack limit right for every thread
-        ctx = self._ctx = ffi.gc(ffi.new("wa_ctx *"), lib.wa_ctx_unregister)
-        if lib.wa_ctx_register(ctx) != 0:
-            raise MemoryError("cannot register an instance's context")
+        ctx = self._ctx = ffi.new("wa_ctx *")
+        ctx.stack_limit_tls = STACK_LIMIT_TLS
         ctx.rt = ffi.cast("void *", RT_PTR)
         ctx.instance = ffi.NULL
 

@@ -19,6 +19,7 @@ if lib.wa_install_handlers() != 0:  # after faulthandler (if any): ours chain to
 
 RT_PTR = lib.wa_rt_ptr()
 HOST_CALL_PTR = lib.wa_host_call_ptr()
+STACK_LIMIT_TLS = lib.wa_stack_limit_tls_offset()
 HOST_CALL_FAST_PTR = lib.wa_host_call_fast_ptr()
 _fastcall.init(int(ffi.cast("uintptr_t", lib.wa_invoke_ptr())), int(ffi.cast("uintptr_t", lib.wa_host_dispatch_cell())))
 
