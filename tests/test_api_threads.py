@@ -261,3 +261,42 @@ def test_huge_frames_cannot_jump_the_guard_page():
         threading.stack_size(old)
     run()
     assert codes == [TC.STACK_OVERFLOW] * 9
+
+
+REC_HOST_WAT = r"""
+(module
+  (import "env" "log" (func $log (param i32) (result i32)))
+  (func $rec (export "rec") (param i32) (result i32)
+    (i32.add (call $log (local.get 0)) (call $rec (i32.add (local.get 0) (i32.const 1)))))
+)
+"""
+
+
+def test_deep_recursion_calling_python_at_every_level_in_every_thread():
+    """Each thread checks against its own stack's limit, so a host call made near the bottom of
+    any thread's stack still has the margin to run Python in (main thread included, after other
+    threads with stacks elsewhere have run wasm)."""
+    depth = []
+
+    def log(x):
+        depth.append(x)
+        return len(str(x)) % 3  # a little Python work at every level
+
+    inst = wa.compile(wat(REC_HOST_WAT)).instantiate({"env": {"log": log}})
+    codes = []
+
+    def run():
+        try:
+            inst.func("rec")(0)
+        except wa.Trap as t:
+            codes.append(t.code)
+
+    old = threading.stack_size(2 << 20)
+    try:
+        _run_threads(run)
+    finally:
+        threading.stack_size(old)
+    _run_threads(run)
+    run()
+    assert codes == [TC.STACK_OVERFLOW] * 3
+    assert max(depth) > 1000
