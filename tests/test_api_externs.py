@@ -263,3 +263,14 @@ def test_reprs_say_what_things_are(mem_setup):
         assert "env" in repr(imp)
     for exp in mod.exports:
         assert exp.name in repr(exp)
+
+
+def test_keyboard_interrupt_in_a_host_function_propagates_as_itself():
+    def cb():
+        raise KeyboardInterrupt
+
+    src = r'(module (import "env" "cb" (func $cb)) (func (export "f") (call $cb)) (func (export "g") (result i32) (i32.const 5)))'
+    inst = wa.compile(wat(src)).instantiate({"env": {"cb": cb}})
+    with pytest.raises(KeyboardInterrupt):
+        inst.func("f")()
+    assert inst.func("g")() == 5

@@ -27,8 +27,9 @@ def trap_from(rc: int, pcs: list[int]) -> None:
     """Raise the wa.Trap for a wa_invoke return code (the host's exception as its cause)."""
     trap = Trap(TrapCode(rc), frames=describe(pcs))
     cause = take_host_error() if rc == TrapCode.HOST else None
-    if isinstance(cause, Trap):
-        # a trap inside a nested wasm call, surfacing through a host function: keep its code
+    if isinstance(cause, Trap) or (cause is not None and not isinstance(cause, Exception)):
+        # a trap inside a nested wasm call, surfacing through a host function, keeps its code;
+        # KeyboardInterrupt, SystemExit and the like go on as themselves (the wasm frames are gone)
         raise cause
     if cause is not None:
         raise trap from cause
