@@ -97,6 +97,7 @@ class Function(_fastcall.Callable):
         self._type = type
         self._pass_context = pass_context
         self._funcref_addr: int | None = None  # set once a module imports it
+        self._funcref_owner = None  # the instance whose funcs array holds that address
         self._owner = None
         self._bindings: list[tuple[Any, int]] = []  # (wa_hostfunc cdata, handle) per import
 
@@ -195,6 +196,14 @@ class Function(_fastcall.Callable):
         return f"<wa.Function wasm func[{self._index}]{' $' + name if name else ''} {self._type}>"
 
 
+def referent(v: Any) -> Any:
+    """What must outlive a stored reference to `v`: the instance whose memory its funcref address
+    lies in (a wasm function's instance, or for a host function the instance that first imported it)."""
+    if isinstance(v, Function):
+        return v._owner if v._owner is not None else v._funcref_owner
+    return None
+
+
 def _results_tuple(r: Any, t: FuncType) -> tuple:
     n = len(t.results)
     if n == 0:
@@ -266,7 +275,10 @@ class Memory:
     @property
     def buffer(self) -> memoryview:
         """Writable view of the memory's bytes; stale once the memory grows."""
-        return memoryview(ffi.buffer(self._ptr.base, self._ptr.size))
+        # the view keeps this Memory (hence its mapping) alive: a pointer cdata whose destructor
+        # closes over self, held by the buffer object
+        base = ffi.gc(ffi.cast("uint8_t *", self._ptr.base), lambda _p, _keep=self: None)
+        return memoryview(ffi.buffer(base, self._ptr.size))
 
     def _check(self, offset: int, n: int) -> None:
         if offset < 0 or n < 0 or offset + n > self._ptr.size:
@@ -294,11 +306,15 @@ class Global:
         self._type = type
         self._cell = ffi.new("uint8_t[16]")
         self._u64 = ffi.cast("uint64_t *", self._cell)
+        self._keepalive: set = set()  # instances whose function references this global may hold
         if value is not None:
             self._set(value)
 
     def _set(self, value: Any) -> None:
         t = self._type.valtype
+        keep = referent(value.value if isinstance(value, Value) else value)
+        if keep is not None:
+            self._keepalive.add(keep)
         bits = V.value_bits(value) if isinstance(value, Value) else V.TO_BITS[t](value)
         V.write_slot(self._u64, 0, t, bits)
 
@@ -352,8 +368,9 @@ class Table:
             self._ptr = None
 
     def _bits(self, v: Any) -> int:
-        if isinstance(v, Function) and v._owner is not None:
-            self._keepalive.add(v._owner)
+        keep = referent(v.value if isinstance(v, Value) else v)
+        if keep is not None:
+            self._keepalive.add(keep)
         return V.TO_BITS[self._type.elem](v)
 
     @property

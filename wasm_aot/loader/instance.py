@@ -162,6 +162,7 @@ class Instance:
                 fr.code, fr.ctx, fr.type_id = mapped.shims[i], hf, type_id(f.type)
                 if f._funcref_addr is None:
                     f._funcref_addr = int(ffi.cast("uintptr_t", ffi.addressof(self._funcs, i)))
+                    f._funcref_owner = self
                     V.register_host_funcref(f._funcref_addr, f)
             else:
                 src = f._funcref
@@ -184,6 +185,14 @@ class Instance:
         if self._memory is not None:
             ctx.mem0 = self._memory._ptr
             ctx.mem0_base = self._memory._ptr.base
+
+        # wasm may store references to this instance's functions in imported tables and reference
+        # globals, which can outlive it: they keep it alive
+        for t in imported["table"]:
+            t._keepalive.add(self)
+        for g in imported["global"]:
+            if g.type.valtype is ValType.FUNCREF:
+                g._keepalive.add(self)
 
         # tables
         tables = imported["table"] + [Table(extern_from_json(t)) for t in meta["tables"]]

@@ -1,0 +1,70 @@
+"""Objects that hold raw pointers keep what they point into alive: no use after free, whatever
+the order in which Python drops things."""
+from __future__ import annotations
+
+import gc
+
+import wasm_aot as wa
+from conftest import wat
+
+OWNER_WAT = r"""
+(module
+  (type $v_i (func (result i32)))
+  (table (export "tab") 2 funcref)
+  (global (export "g") (mut funcref) (ref.null func))
+  (func (export "icall") (param i32) (result i32) (call_indirect (type $v_i) (local.get 0)))
+  (func (export "gcall") (result i32) (table.set (i32.const 1) (global.get 0)) (call_indirect (type $v_i) (i32.const 1)))
+)
+"""
+
+WRITER_WAT = r"""
+(module
+  (import "a" "tab" (table 2 funcref))
+  (import "a" "g" (global (mut funcref)))
+  (func $mine (result i32) (i32.const 77))
+  (elem declare func $mine)
+  (func (export "store") (table.set (i32.const 0) (ref.func $mine)) (global.set 0 (ref.func $mine)))
+)
+"""
+
+
+def test_memory_buffer_outlives_its_memory_object():
+    buf = wa.Memory(wa.MemoryType(wa.Limits(1))).buffer
+    gc.collect()
+    buf[100] = 42
+    assert buf[100] == 42 and len(buf) == 65536
+
+
+def test_exported_memory_buffer_outlives_its_instance():
+    inst = wa.compile(wat('(module (memory (export "m") 1) (data (i32.const 8) "hi"))')).instantiate()
+    buf = inst.exports["m"].buffer
+    del inst
+    gc.collect()
+    assert bytes(buf[8:10]) == b"hi"
+
+
+def test_functions_stored_by_wasm_in_another_instance_s_table_and_global_stay_valid():
+    a = wa.compile(wat(OWNER_WAT)).instantiate()
+    b = wa.compile(wat(WRITER_WAT)).instantiate({"a": a})
+    b.func("store")()
+    del b
+    gc.collect()
+    assert a.func("icall")(0) == 77
+    assert a.func("gcall")() == 77
+
+
+def test_a_host_function_stored_in_a_table_outlives_the_instance_that_imported_it():
+    host = wa.Function(lambda: 5, wa.FuncType([], [wa.I32]))
+    src = r'(module (import "env" "h" (func (result i32))))'
+    first = wa.compile(wat(src)).instantiate({"env": {"h": host}})
+    a = wa.compile(wat(OWNER_WAT)).instantiate()
+    a.exports["tab"].set(0, host)
+    del first
+    gc.collect()
+    assert a.func("icall")(0) == 5
+
+
+def test_an_exported_function_outlives_its_instance():
+    f = wa.compile(wat('(module (func (export "f") (result i32) (i32.const 9)))')).instantiate().func("f")
+    gc.collect()
+    assert f() == 9
