@@ -38,7 +38,9 @@ class Module:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        return self._meta
+        """A copy of the artifact's checked metadata (the loader shares one per content)."""
+        import copy
+        return copy.deepcopy(self._meta)
 
     @property
     def sha256(self) -> str:
