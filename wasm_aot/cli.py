@@ -56,8 +56,22 @@ def _format(v: Any) -> str:
     return str(v)
 
 
+def _read_module(path: str) -> bytes:
+    """A binary module's bytes; text-format input (.wat) is assembled first."""
+    from . import wat
+    with open(path, "rb") as f:
+        data = f.read()
+    return wat.to_binary(data, os.path.basename(path)) if wat.is_text(data) else data
+
+
 def _load(path: str) -> Any:
+    from . import wat
     from .loader.module import Module
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if wat.is_text(head):
+        from .compiler import compile
+        return compile(_read_module(path))
     return Module.from_file(path)
 
 
@@ -83,8 +97,7 @@ class _Progress:
 
 def cmd_compile(a: argparse.Namespace) -> int:
     from .compiler import compile_to_file
-    with open(a.input, "rb") as f:
-        data = f.read()
+    data = _read_module(a.input)
     out = a.output or os.path.splitext(a.input)[0] + ".so"
     timings: dict[str, float] = {}
     progress = _Progress(sys.stderr, len(data)) if len(data) >= PROGRESS_MIN_BYTES and sys.stderr.isatty() else None

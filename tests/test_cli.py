@@ -1,0 +1,64 @@
+"""The command line: compile, run, inspect; text input; exit statuses and one-line errors."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import wat
+
+FAC = """(module (func (export "fac") (param i64) (result i64)
+  (if (result i64) (i64.eqz (local.get 0)) (then (i64.const 1))
+    (else (i64.mul (local.get 0) (call 0 (i64.sub (local.get 0) (i64.const 1))))))))"""
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wasm_aot.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def fac_wasm(tmp_path_factory):
+    p = tmp_path_factory.mktemp("cli") / "fac.wasm"
+    p.write_bytes(wat(FAC))
+    return p
+
+
+def test_compile_then_run_the_artifact(fac_wasm, tmp_path):
+    out = tmp_path / "fac.so"
+    r = cli("compile", str(fac_wasm), "-o", str(out), "-O1", "--timings")
+    assert r.returncode == 0, r.stderr
+    assert "emit" in r.stderr and "total" in r.stderr
+    r = cli("run", str(out), "--invoke", "fac", "10")
+    assert (r.returncode, r.stdout) == (0, "3628800\n")
+    r = cli("inspect", str(out))
+    assert r.returncode == 0 and "fac: (i64) -> (i64)" in r.stdout
+
+
+def test_run_text_input(tmp_path):
+    p = tmp_path / "fac.wat"
+    p.write_text(FAC)
+    r = cli("run", str(p), "--invoke", "fac", "20")
+    assert (r.returncode, r.stdout) == (0, "2432902008176640000\n")
+    p.write_text("(module (func (result i32) (i64.const 1)))")
+    r = cli("run", str(p))
+    assert r.returncode == 1 and r.stderr.startswith("wasm-aot: error: text format:") and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args, status, message", [
+    (["run", "{bad}"], 1, "magic header not detected"),
+    (["run", "{fac}", "--invoke", "nope"], 1, "no export named 'nope'"),
+    (["run", "{fac}", "--invoke", "fac", "x"], 1, "bad argument"),
+    (["run", "{fac}", "--invoke", "fac"], 1, "takes 1 argument"),
+    (["run", "{fac}", "--invoke", "fac", "100000000"], 1, "call stack exhausted"),
+    (["run", "{missing}"], 1, "No such file"),
+    (["compile"], 2, "required"),
+    (["frobnicate"], 2, "invalid choice"),
+])
+def test_errors_are_one_line_with_the_right_status(fac_wasm, tmp_path, args, status, message):
+    bad = tmp_path / "bad.wasm"
+    bad.write_bytes(b"garbage!")
+    args = [a.format(bad=bad, fac=fac_wasm, missing=tmp_path / "none.wasm") for a in args]
+    r = cli(*args)
+    assert r.returncode == status, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
