@@ -17,6 +17,7 @@ CDEF = DECLS + """
 extern "Python" int wa_py_host_call(void *handle, uint8_t *slots);
 
 int wa_install_handlers(void);
+int wa_interrupt(unsigned long thread);
 void *wa_map_image(const char *file, size_t len, const char *name, char *err, size_t errlen);
 uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
                    uintptr_t *frames, uint32_t *nframes);

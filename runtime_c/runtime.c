@@ -26,6 +26,9 @@
 #define WA_TRAP_STACK_OVERFLOW 9
 #define WA_TRAP_HOST 10
 #define WA_TRAP_TABLE_OOB 11
+#define WA_TRAP_INTERRUPTED 12
+/* Interrupting a thread that runs wasm (wa_interrupt) uses this real-time signal. */
+#define WA_SIG_INTERRUPT (SIGRTMIN + 6)
 #define WA_PAGE 65536ull
 #define WA_MAX_FRAMES 64
 
@@ -46,6 +49,9 @@ typedef struct wa_entry {
 } wa_entry;
 
 static __thread wa_entry *cur_entry;
+/* An interrupt that arrived while this thread was in the runtime or in a host function: it traps
+ * when control comes back from a host call, or is dropped when the outermost call returns. */
+static __thread volatile sig_atomic_t interrupt_pending;
 static __thread uintptr_t thread_stack_low, thread_stack_high;
 /* The lowest stack address wasm may use on this thread. Generated code reads it at a fixed offset
  * from the thread pointer (ctx->stack_limit_tls), hence initial-exec: static TLS, same offset in
@@ -155,6 +161,24 @@ static void on_fault(int sig, siginfo_t *si, void *uctx) {
 }
 
 /* Installs the fault handlers, chaining to whatever was there (faulthandler, for one). */
+/* An interrupt: wasm code can be left at any instruction (it holds no locks), anything else
+ * (the runtime's C helpers, a host function) is left alone and the interrupt kept pending. */
+static void on_interrupt(int sig, siginfo_t *si, void *uctx) {
+    ucontext_t *uc = uctx;
+    (void)sig; (void)si;
+#if defined(__x86_64__)
+    uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP], fp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP];
+#elif defined(__aarch64__)
+    uintptr_t pc = (uintptr_t)uc->uc_mcontext.pc, fp = (uintptr_t)uc->uc_mcontext.regs[29];
+#endif
+    if (!cur_entry) return;
+    if (pc_in_wasm(pc)) raise_trap(WA_TRAP_INTERRUPTED, pc, fp);
+    interrupt_pending = 1;
+}
+
+/* Asks `thread` (a pthread_t, Python's threading ident) to stop the wasm it is running. */
+int wa_interrupt(unsigned long thread) { return pthread_kill((pthread_t)thread, WA_SIG_INTERRUPT); }
+
 int wa_install_handlers(void) {
     static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE};
     if (handlers_installed) return 0;
@@ -166,6 +190,14 @@ int wa_install_handlers(void) {
         sigemptyset(&sa.sa_mask);
         if (sigaction(sigs[i], &sa, &prev_action[sigs[i]]) != 0) return -1;
     }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_interrupt;
+    /* NODEFER: the handler may siglongjmp (with the mask unrestored); RESTART: system calls of a
+     * host function resume */
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(WA_SIG_INTERRUPT, &sa, NULL) != 0) return -1;
     handlers_installed = 1;
     return 0;
 }
@@ -234,6 +266,7 @@ uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
         }
     }
     cur_entry = e.prev;
+    if (!e.prev) interrupt_pending = 0; /* the outermost call is over: nothing left to interrupt */
     return rc;
 }
 
@@ -250,9 +283,18 @@ void wa_fill_funcrefs(wa_funcref *dst, void *const *code, const uint32_t *type_i
 
 /* ---------- host functions ---------- */
 
+/* Back from a host function: an interrupt that came meanwhile traps now. */
+static void check_interrupt(void) {
+    if (interrupt_pending) {
+        interrupt_pending = 0;
+        raise_trap(WA_TRAP_INTERRUPTED, 0, (uintptr_t)__builtin_frame_address(0));
+    }
+}
+
 static void host_call(wa_hostfunc *hf, uint8_t *slots) {
     if (wa_py_host_call(hf->handle, slots) != 0)
         raise_trap(WA_TRAP_HOST, 0, (uintptr_t)__builtin_frame_address(0));
+    check_interrupt();
 }
 
 /* Host functions of numeric signatures are called by wasm_aot._fastcall's dispatcher, in C. */
@@ -261,6 +303,7 @@ static int (*fast_dispatch)(void *handle, uint8_t *slots);
 static void host_call_fast(wa_hostfunc *hf, uint8_t *slots) {
     if (fast_dispatch(hf->handle, slots) != 0)
         raise_trap(WA_TRAP_HOST, 0, (uintptr_t)__builtin_frame_address(0));
+    check_interrupt();
 }
 
 void *wa_host_call_ptr(void) { return (void *)host_call; }

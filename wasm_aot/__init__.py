@@ -15,6 +15,7 @@ from .version import __version__
 from .compiler import compile
 from .loader.externs import Context, Function, Global, ImportObject, Memory, Table
 from .loader.frames import Frame
+from .loader.interrupt import deadline, interrupt
 from .loader.instance import Instance
 from .loader.module import Module, load
 
@@ -23,5 +24,5 @@ __all__ = [
     "ExportWrongType", "F32", "F64", "FUNCREF", "Frame", "FuncType", "Function", "Global", "GlobalType",
     "I32", "I64", "ImportObject", "ImportType", "Instance", "LinkError", "Limits", "Memory", "MemoryType",
     "Module", "ResolveError", "SignatureError", "Table", "TableType", "Trap", "TrapCode", "V128", "Value",
-    "ValType", "compile", "load",
+    "ValType", "compile", "deadline", "interrupt", "load",
 ]

@@ -56,6 +56,8 @@ class TrapCode(enum.IntEnum):
     HOST = 10
     # not in API.md's table, but distinct for the table instructions' own bounds checks
     TABLE_ACCESS_OUT_OF_BOUNDS = 11
+    # beyond API.md: the call was stopped by wa.interrupt / wa.deadline
+    INTERRUPTED = 12
 
 
 TRAP_MESSAGES: dict[TrapCode, str] = {
@@ -70,6 +72,7 @@ TRAP_MESSAGES: dict[TrapCode, str] = {
     TrapCode.STACK_OVERFLOW: "call stack exhausted",
     TrapCode.HOST: "host function failed",
     TrapCode.TABLE_ACCESS_OUT_OF_BOUNDS: "out of bounds table access",
+    TrapCode.INTERRUPTED: "interrupted",
 }
 
 
