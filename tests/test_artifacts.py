@@ -535,3 +535,17 @@ def test_the_mapper_survives_malformed_images(tmp_path):
             b[i] = rng.randrange(256)
         refused += lib.wa_map_image(bytes(b), len(b), b"wa_module", err, 256) == ffi.NULL
     assert refused > 0
+
+
+def test_serialize_and_deserialize(tmp_path):
+    mod = wa.compile(wat('(module (func (export "f") (param i32) (result i32) (i32.mul (local.get 0) (i32.const 3))))'))
+    data = mod.serialize()
+    assert isinstance(data, bytes) and data[:4] == b"\x7fELF"
+    again = wa.Module.deserialize(data)
+    assert again.instantiate().func("f")(14) == 42 and again.sha256 == mod.sha256
+    bad = bytearray(data)
+    bad[len(bad) // 3] ^= 1
+    with pytest.raises(wa.ArtifactError, match="<bytes>: corrupted artifact"):
+        wa.Module.deserialize(bytes(bad))
+    with pytest.raises(TypeError):
+        wa.Module.deserialize("not bytes")

@@ -78,6 +78,17 @@ class Module:
                 os.unlink(tmp)
             raise
 
+    def serialize(self) -> bytes:
+        """The artifact's bytes (as checked when loaded), e.g. to store elsewhere; see deserialize."""
+        return self._verified.data
+
+    @classmethod
+    def deserialize(cls, data: bytes, key: bytes | str | None = None) -> "Module":
+        """A module from artifact bytes, checked exactly as wa.load checks a file."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"artifact bytes expected, not {type(data).__name__}")
+        return cls("<bytes>", verify(bytes(data), "<bytes>", trailer.resolve_key(key)))
+
     def __repr__(self) -> str:
         names = [e["name"] for e in self._meta["exports"]]
         return f"<wa.Module sha256={self.sha256[:12]} exports={names}>"
