@@ -61,7 +61,7 @@ static __thread int thread_altstack_done;
 
 /* ---------- code ranges: the signal handler claims only faults inside them ---------- */
 
-#define WA_MAX_RANGES 8192
+#define WA_MAX_RANGES 65536 /* one per mapped artifact (they stay mapped); 1 MiB of address space, touched as used */
 static uintptr_t range_lo[WA_MAX_RANGES], range_hi[WA_MAX_RANGES];
 static volatile int nranges;
 static pthread_mutex_t range_lock = PTHREAD_MUTEX_INITIALIZER;
