@@ -68,3 +68,52 @@ def test_an_exported_function_outlives_its_instance():
     f = wa.compile(wat('(module (func (export "f") (result i32) (i32.const 9)))')).instantiate().func("f")
     gc.collect()
     assert f() == 9
+
+
+def test_instances_are_collected():
+    """Nothing global keeps an instance alive: a service may create instances forever (each memory
+    reserves 8 GiB of address space, so leaked ones would run out after ~16k)."""
+    import weakref
+
+    mod = wa.compile(wat('(module (memory (export "m") 1) (table (export "t") 1 funcref) (func (export "f") (result i32) (i32.const 1)) (elem (i32.const 0) 0))'))
+    host = wa.Function(lambda ctx: 1, wa.FuncType([], []), pass_context=True)
+    mod2 = wa.compile(wat('(module (import "env" "h" (func)) (func (export "g") (call 0)))'))
+    refs = []
+    for _ in range(50):
+        inst = mod.instantiate()
+        assert inst.func("f")() == 1
+        inst2 = mod2.instantiate({"env": {"h": host}})
+        inst2.func("g")()
+        refs += [weakref.ref(inst), weakref.ref(inst2)]
+    del inst, inst2
+    gc.collect()
+    assert all(r() is None for r in refs)
+    for _ in range(17_000):  # more than the address space holds, were they leaked
+        mod.instantiate()
+
+
+def test_an_exported_table_keeps_its_instance_functions_valid():
+    src = r"""(module (table (export "t") 1 funcref) (func $f (result i32) (i32.const 31)) (elem (i32.const 0) $f))"""
+    a = wa.compile(wat(src)).instantiate()
+    b = wa.compile(wat(r"""(module (import "a" "t" (table 1 funcref)) (type $v (func (result i32)))
+      (func (export "call") (result i32) (call_indirect (type $v) (i32.const 0))))""")).instantiate({"a": a})
+    tab = a.exports["t"]
+    del a
+    gc.collect()
+    assert b.func("call")() == 31
+    assert tab.get(0)() == 31
+
+
+def test_a_context_kept_past_its_instance_says_so():
+    kept = []
+    host = wa.Function(lambda ctx: kept.append(ctx), wa.FuncType([], []), pass_context=True)
+    inst = wa.compile(wat('(module (import "env" "h" (func)) (memory 1) (func (export "g") (call 0)))')).instantiate(
+        {"env": {"h": host}})
+    inst.func("g")()
+    assert kept[0].instance is inst
+    del inst
+    gc.collect()
+    assert kept[0].instance is None
+    import pytest
+    with pytest.raises(wa.Error):
+        kept[0].memory()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any, Callable, Iterable
 
 from ..errors import Error, Trap, TrapCode
@@ -56,10 +57,15 @@ def _addr(p: Any) -> int:
 class Context:
     """What a host function created with pass_context=True receives first."""
 
-    __slots__ = ("instance",)
+    __slots__ = ("_instance",)
 
     def __init__(self, instance: Any) -> None:
-        self.instance = instance
+        # weak: the context lives in the instance's host bindings, and must not keep it alive
+        self._instance = weakref.ref(instance) if instance is not None else None
+
+    @property
+    def instance(self) -> Any:
+        return self._instance() if self._instance is not None else None
 
     @property
     def data(self) -> Any:
@@ -96,10 +102,9 @@ class Function(_fastcall.Callable):
         self._fn = fn
         self._type = type
         self._pass_context = pass_context
-        self._funcref_addr: int | None = None  # set once a module imports it
-        self._funcref_owner = None  # the instance whose funcs array holds that address
+        self._funcref_addr: int | None = None  # its own funcref cell, made when a module first imports it
+        self._funcref_cell: Any = None  # (wa_funcref cdata, the HostBinding its ctx points to)
         self._owner = None
-        self._bindings: list[tuple[Any, int]] = []  # (wa_hostfunc cdata, handle) per import
 
     @classmethod
     def _wasm(cls, owner: Any, index: int, type: FuncType, funcref: Any, tramp: Any) -> "Function":
@@ -112,7 +117,6 @@ class Function(_fastcall.Callable):
         f._funcref = funcref
         f._funcref_addr = int(ffi.cast("uintptr_t", funcref))
         f._tramp = tramp
-        f._bindings = []
         params, results = type.params, type.results
         f._to_bits = [V.TO_BITS[t] for t in params]
         f._nslots = max(len(params), len(results), 1)
@@ -127,8 +131,9 @@ class Function(_fastcall.Callable):
     def is_host(self) -> bool:
         return self._fn is not None
 
-    def host_binding(self, instance: Any) -> Any:
-        """A wa_hostfunc through which `instance`'s code calls this host function."""
+    def host_binding(self, instance: Any) -> "HostBinding":
+        """The wa_hostfunc through which `instance`'s code calls this host function; the instance
+        owns it (and with it the callback's registration)."""
         hf = ffi.new("wa_hostfunc *")
         t = self._type
         ctx = Context(instance) if self._pass_context else None
@@ -137,18 +142,11 @@ class Function(_fastcall.Callable):
             cap, addr = fast
             hf.call = HOST_CALL_FAST_PTR
             hf.handle = ffi.cast("void *", addr)
-            self._bindings.append((hf, cap))
-            return hf
-        h = register_host(_host_entry(self, instance))
+            return HostBinding(hf, cap)
+        h = register_host(_host_entry(self, ctx))
         hf.call = HOST_CALL_PTR
         hf.handle = ffi.cast("void *", h)
-        self._bindings.append((hf, h))
-        return hf
-
-    def __del__(self) -> None:
-        for _, h in getattr(self, "_bindings", ()):
-            if isinstance(h, int):
-                unregister_host(h)
+        return HostBinding(hf, h)
 
     def _call_slow(self, *args: Any) -> Any:
         t = self._type
@@ -198,9 +196,9 @@ class Function(_fastcall.Callable):
 
 def referent(v: Any) -> Any:
     """What must outlive a stored reference to `v`: the instance whose memory its funcref address
-    lies in (a wasm function's instance, or for a host function the instance that first imported it)."""
+    lies in (a wasm function's instance; a host function itself, which owns its funcref cell)."""
     if isinstance(v, Function):
-        return v._owner if v._owner is not None else v._funcref_owner
+        return v._owner if v._owner is not None else v  # a host function owns its funcref cell
     return None
 
 
@@ -215,12 +213,25 @@ def _results_tuple(r: Any, t: FuncType) -> tuple:
     return tuple(r)
 
 
-def _host_entry(f: Function, instance: Any) -> Callable[[Any], None]:
+class HostBinding:
+    """One import of a host function by one instance: its wa_hostfunc, and what keeps the callback
+    reachable (a capsule, or a registry handle given back when the binding goes)."""
+
+    __slots__ = ("hostfunc", "_token")
+
+    def __init__(self, hostfunc: Any, token: Any) -> None:
+        self.hostfunc, self._token = hostfunc, token
+
+    def __del__(self) -> None:
+        if isinstance(self._token, int):
+            unregister_host(self._token)
+
+
+def _host_entry(f: Function, ctx: Context | None) -> Callable[[Any], None]:
     t = f._type
     params = [(i, p, V.FROM_BITS[p]) for i, p in enumerate(t.params)]
     results = [(i, r, V.TO_BITS[r]) for i, r in enumerate(t.results)]
     fn = f._fn
-    ctx = Context(instance) if f._pass_context else None
 
     def entry(slots: Any) -> None:
         u64 = ffi.cast("uint64_t *", slots)

@@ -157,13 +157,17 @@ class Instance:
         for i, f in enumerate(imported["func"]):
             fr = self._funcs[i]
             if f.is_host:
-                hf = f.host_binding(self)
-                self._hostfuncs.append(hf)
-                fr.code, fr.ctx, fr.type_id = mapped.shims[i], hf, type_id(f.type)
+                binding = f.host_binding(self)
+                self._hostfuncs.append(binding)
+                fr.code, fr.ctx, fr.type_id = mapped.shims[i], binding.hostfunc, type_id(f.type)
                 if f._funcref_addr is None:
-                    f._funcref_addr = int(ffi.cast("uintptr_t", ffi.addressof(self._funcs, i)))
-                    f._funcref_owner = self
-                    V.register_host_funcref(f._funcref_addr, f)
+                    # a funcref Python can hand to tables and globals: the function's own cell,
+                    # calling through this module's shim (artifacts stay mapped)
+                    cell, own = ffi.new("wa_funcref *"), f.host_binding(self)
+                    cell.code, cell.ctx, cell.type_id = mapped.shims[i], own.hostfunc, type_id(f.type)
+                    f._funcref_cell = (cell, own)
+                    f._funcref_addr = int(ffi.cast("uintptr_t", cell))
+                    V.register_host_cell(f._funcref_addr, f)
             else:
                 src = f._funcref
                 fr.code, fr.ctx, fr.type_id = src.code, src.ctx, src.type_id
@@ -186,14 +190,6 @@ class Instance:
             ctx.mem0 = self._memory._ptr
             ctx.mem0_base = self._memory._ptr.base
 
-        # wasm may store references to this instance's functions in imported tables and reference
-        # globals, which can outlive it: they keep it alive
-        for t in imported["table"]:
-            t._keepalive.add(self)
-        for g in imported["global"]:
-            if g.type.valtype is ValType.FUNCREF:
-                g._keepalive.add(self)
-
         # tables
         tables = imported["table"] + [Table(extern_from_json(t)) for t in meta["tables"]]
         self._tables = tables
@@ -215,6 +211,14 @@ class Instance:
             self._global_ptrs[len(globs)] = glob._cell
             globs.append(glob)
         ctx.globals = self._global_ptrs
+
+        # wasm may store references to this instance's functions in any of its tables and funcref
+        # globals, imported or its own (exported, they can outlive it): they keep it alive
+        for t in tables:
+            t._keepalive.add(self)
+        for g in globs:
+            if g.type.valtype is ValType.FUNCREF:
+                g._keepalive.add(self)
 
         # data and element segments (passive ones stay available to memory.init / table.init)
         ndata = len(meta["datas"])
@@ -247,7 +251,6 @@ class Instance:
                 t = tables[e["table"]]
                 if lib.wa_init_table(t._ptr, off, self._elem_items[i], self._elem_sizes[i]) != 0:
                     raise Trap(TrapCode.TABLE_ACCESS_OUT_OF_BOUNDS, "in an element segment at instantiation")
-                t._keepalive.add(self)
             if e["mode"] != "passive":
                 self._elem_sizes[i] = 0
         for i, d in enumerate(meta["datas"]):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import bisect
+import weakref
 import math
 import struct
 from typing import Any, Callable
@@ -59,8 +60,7 @@ def _float_bits(conv: Callable[[float], int], name: str) -> Callable[[Any], int]
 
 _externs: dict[int, Any] = {}  # kept alive for as long as the process: wasm may hold them anywhere
 _funcref_ranges: list[int] = []  # start addresses of instances' funcref arrays
-_funcref_owners: list[tuple[int, Any]] = []  # (end address, owner) per start
-_host_funcrefs: dict[int, Any] = {}  # funcref address -> host Function
+_funcref_owners: list[tuple[int, Any]] = []  # (end address, weak reference to the owner) per start
 
 
 def externref_bits(x: Any) -> int:
@@ -77,23 +77,39 @@ def externref_value(bits: int) -> Any:
 
 
 def register_funcrefs(start: int, count: int, owner: Any) -> None:
-    """owner.funcref_object(index) turns an entry of its funcs array back into a Function."""
+    """owner.funcref_object(index) turns an entry of its funcs array back into a Function. The entry
+    goes when the owner does (weakly held: an instance must be collectable)."""
     k = bisect.bisect(_funcref_ranges, start)
     _funcref_ranges.insert(k, start)
-    _funcref_owners.insert(k, (start + count * ffi.sizeof("wa_funcref"), owner))
+    _funcref_owners.insert(k, (start + count * ffi.sizeof("wa_funcref"), weakref.ref(owner)))
+    weakref.finalize(owner, _unregister_funcrefs, start)
 
 
-def register_host_funcref(addr: int, fn: Any) -> None:
-    _host_funcrefs[addr] = fn
+_host_cells: "weakref.WeakValueDictionary[int, Any]" = weakref.WeakValueDictionary()  # cell address -> host Function
+
+
+def register_host_cell(addr: int, fn: Any) -> None:
+    _host_cells[addr] = fn
+
+
+def _unregister_funcrefs(start: int) -> None:
+    k = bisect.bisect_left(_funcref_ranges, start)
+    if k < len(_funcref_ranges) and _funcref_ranges[k] == start:
+        del _funcref_ranges[k]
+        del _funcref_owners[k]
 
 
 def funcref_value(bits: int) -> Any:
     if bits == 0:
         return None
+    host = _host_cells.get(bits)
+    if host is not None:
+        return host
     k = bisect.bisect_right(_funcref_ranges, bits) - 1
     if k >= 0:
-        end, owner = _funcref_owners[k]
-        if bits < end:
+        end, ref = _funcref_owners[k]
+        owner = ref()
+        if bits < end and owner is not None:
             return owner.funcref_object((bits - _funcref_ranges[k]) // ffi.sizeof("wa_funcref"))
     raise ValueError(f"unknown function reference {bits:#x}")
 
