@@ -18,7 +18,10 @@ extern "Python" int wa_py_host_call(void *handle, uint8_t *slots);
 
 int wa_install_handlers(void);
 int wa_interrupt(unsigned long thread);
-void *wa_map_image(const char *file, size_t len, const char *name, char *err, size_t errlen);
+void *wa_map_image(const char *file, size_t len, const char *name, void **base_out, size_t *span_out,
+                   char *err, size_t errlen);
+void wa_unmap_image(void *base, size_t span);
+int wa_code_ranges(void);
 uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
                    uintptr_t *frames, uint32_t *nframes);
 intptr_t wa_stack_limit_tls_offset(void);

@@ -31,8 +31,9 @@
 static int in_file(size_t off, size_t n, size_t len) { return off <= len && n <= len - off; }
 
 /* Maps the shared object in `file` and returns the address of its symbol `name` (NULL with a
- * message in err on failure). The mapping lives as long as the process. */
-void *wa_map_image(const char *file, size_t len, const char *name, char *err, size_t errlen) {
+ * message in err on failure); *base_out and *span_out receive the mapping, for wa_unmap_image. */
+void *wa_map_image(const char *file, size_t len, const char *name, void **base_out, size_t *span_out,
+                   char *err, size_t errlen) {
     const Elf64_Ehdr *eh = (const Elf64_Ehdr *)file;
     const uint8_t *bytes = (const uint8_t *)file;
     uint8_t *base = MAP_FAILED;
@@ -136,8 +137,19 @@ void *wa_map_image(const char *file, size_t len, const char *name, char *err, si
             if (add_code_range((uintptr_t)base + lo, (uintptr_t)base + hi) != 0) IMG_FAIL("too many code ranges");
         }
     }
+    *base_out = base;
+    *span_out = span;
     return result;
 fail:
-    if (base != MAP_FAILED) munmap(base, span);
+    if (base != MAP_FAILED) {
+        remove_code_ranges((uintptr_t)base, (uintptr_t)base + span);
+        munmap(base, span);
+    }
     return NULL;
+}
+
+/* Undoes wa_map_image, once nothing refers to the artifact's code or data any more. */
+void wa_unmap_image(void *base, size_t span) {
+    remove_code_ranges((uintptr_t)base, (uintptr_t)base + span);
+    munmap(base, span);
 }

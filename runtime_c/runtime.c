@@ -61,30 +61,56 @@ static __thread int thread_altstack_done;
 
 /* ---------- code ranges: the signal handler claims only faults inside them ---------- */
 
-#define WA_MAX_RANGES 65536 /* one per mapped artifact (they stay mapped); 1 MiB of address space, touched as used */
+#define WA_MAX_RANGES 65536 /* live mapped artifacts; 1 MiB of address space, touched as used */
+/* A slot with lo == hi == 0 is free. The signal handler reads without the lock: slots are only
+ * ever emptied or filled whole (hi last when filling, first when emptying), never moved. */
 static uintptr_t range_lo[WA_MAX_RANGES], range_hi[WA_MAX_RANGES];
-static volatile int nranges;
+static volatile int nranges; /* slots in use or freed, [0, nranges) */
 static pthread_mutex_t range_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int pc_in_wasm(uintptr_t pc) {
-    int n = nranges;
+    int n = __atomic_load_n(&nranges, __ATOMIC_ACQUIRE);
     for (int i = 0; i < n; i++)
-        if (pc >= range_lo[i] && pc < range_hi[i]) return 1;
+        if (pc >= __atomic_load_n(&range_lo[i], __ATOMIC_RELAXED) &&
+            pc < __atomic_load_n(&range_hi[i], __ATOMIC_ACQUIRE)) return 1;
     return 0;
 }
 
 /* Registers [lo, hi) as wasm code (an artifact mapped by wa_map_image, see image.c). */
 static int add_code_range(uintptr_t lo, uintptr_t hi) {
-    int rc = -1;
+    int rc = -1, slot = -1;
     pthread_mutex_lock(&range_lock);
-    if (nranges < WA_MAX_RANGES) {
-        range_lo[nranges] = lo;
-        range_hi[nranges] = hi;
-        __atomic_store_n(&nranges, nranges + 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < nranges && slot < 0; i++)
+        if (!range_hi[i]) slot = i;
+    if (slot < 0 && nranges < WA_MAX_RANGES) slot = nranges;
+    if (slot >= 0) {
+        __atomic_store_n(&range_lo[slot], lo, __ATOMIC_RELAXED);
+        __atomic_store_n(&range_hi[slot], hi, __ATOMIC_RELEASE);
+        if (slot == nranges) __atomic_store_n(&nranges, nranges + 1, __ATOMIC_RELEASE);
         rc = 0;
     }
     pthread_mutex_unlock(&range_lock);
     return rc;
+}
+
+/* Forgets the code ranges inside [lo, hi) (an artifact being unmapped). */
+static void remove_code_ranges(uintptr_t lo, uintptr_t hi) {
+    pthread_mutex_lock(&range_lock);
+    for (int i = 0; i < nranges; i++)
+        if (range_lo[i] >= lo && range_hi[i] <= hi && range_hi[i]) {
+            __atomic_store_n(&range_hi[i], 0, __ATOMIC_RELEASE);
+            __atomic_store_n(&range_lo[i], 0, __ATOMIC_RELAXED);
+        }
+    pthread_mutex_unlock(&range_lock);
+}
+
+/* Number of live code ranges (for tests: mapped artifacts are unmapped when no longer used). */
+int wa_code_ranges(void) {
+    int n = 0;
+    pthread_mutex_lock(&range_lock);
+    for (int i = 0; i < nranges; i++) n += range_hi[i] != 0;
+    pthread_mutex_unlock(&range_lock);
+    return n;
 }
 
 /* ---------- traps ---------- */

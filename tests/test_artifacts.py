@@ -520,11 +520,19 @@ def test_the_mapper_survives_malformed_images(tmp_path):
     p = tmp_path / "m.so"
     wa.compile(wat(src), cache=False).save(p)
     good = p.read_bytes()
-    err = ffi.new("char[]", 256)
-    assert lib.wa_map_image(good, len(good), b"wa_module", err, 256) != ffi.NULL
-    assert lib.wa_map_image(good[:100], 100, b"wa_module", err, 256) == ffi.NULL
+    err, base, span = ffi.new("char[]", 256), ffi.new("void **"), ffi.new("size_t *")
+
+    def map_(data: bytes, name: bytes = b"wa_module"):
+        sym = lib.wa_map_image(data, len(data), name, base, span, err, 256)
+        if sym != ffi.NULL:
+            lib.wa_unmap_image(base[0], span[0])
+        return sym
+
+    ranges = lib.wa_code_ranges()
+    assert map_(good) != ffi.NULL
+    assert map_(good[:100]) == ffi.NULL
     assert b"shared object" in ffi.string(err)
-    assert lib.wa_map_image(good, len(good), b"no_such_symbol", err, 256) == ffi.NULL
+    assert map_(good, b"no_such_symbol") == ffi.NULL
     rng = random.Random(7)
     hot = 0x400  # headers, program headers and the first pages: where the mapper reads its structure
     refused = 0
@@ -533,8 +541,9 @@ def test_the_mapper_survives_malformed_images(tmp_path):
         for _ in range(rng.randint(1, 4)):
             i = rng.randrange(hot) if rng.random() < 0.7 else rng.randrange(len(b))
             b[i] = rng.randrange(256)
-        refused += lib.wa_map_image(bytes(b), len(b), b"wa_module", err, 256) == ffi.NULL
+        refused += map_(bytes(b)) == ffi.NULL
     assert refused > 0
+    assert lib.wa_code_ranges() == ranges  # every mapping undone, failed ones included
 
 
 def test_serialize_and_deserialize(tmp_path):

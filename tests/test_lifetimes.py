@@ -117,3 +117,33 @@ def test_a_context_kept_past_its_instance_says_so():
     import pytest
     with pytest.raises(wa.Error):
         kept[0].memory()
+
+
+def test_artifacts_are_unmapped_once_unused(tmp_path):
+    from wasm_aot.loader.runtime import lib
+
+    p = tmp_path / "m.so"
+    wa.compile(wat('(module (func (export "f") (param i32) (result i32) (i32.add (local.get 0) (i32.const 1))))')).save(p)
+    gc.collect()
+    before = lib.wa_code_ranges()
+    q = tmp_path / "boom.so"
+    wa.compile(wat('(module (func $inner unreachable) (func $boom (export "boom") call $inner))', "--debug-names"),
+               opt_level=0).save(q)
+    import pytest
+    for k in range(300):
+        f = wa.load(p).instantiate().func("f")
+        assert f(k) == k + 1
+        del f
+        if k % 10 == 0:  # traps resolve their frames while artifacts come and go
+            with pytest.raises(wa.Trap) as ei:
+                wa.load(q).instantiate().func("boom")()
+            assert [fr.func_name for fr in ei.value.frames] == ["inner", "boom"]
+            del ei
+        gc.collect()
+    assert lib.wa_code_ranges() <= before + 1
+    # and a trap still finds its frames after many map/unmap cycles
+    t = wa.compile(wat('(module (func $boom (export "boom") unreachable))', "--debug-names")).instantiate()
+    import pytest
+    with pytest.raises(wa.Trap) as ei:
+        t.func("boom")()
+    assert [fr.func_name for fr in ei.value.frames] == ["boom"]

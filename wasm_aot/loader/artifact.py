@@ -8,6 +8,7 @@ the check and the mapping.
 from __future__ import annotations
 
 import json
+import weakref
 import os
 import platform
 import struct
@@ -179,8 +180,15 @@ class Mapped:
     datas: list[Any]  # per data segment
 
 
-# Mapped images by content digest: the same verified bytes need mapping only once per process.
-_mapped: dict[str, Mapped] = {}
+# Mapped images by content digest: the same verified bytes are mapped once per process, for as long
+# as something (a Module, hence its Instances and their Functions) uses them.
+_mapped: "weakref.WeakValueDictionary[str, Mapped]" = weakref.WeakValueDictionary()
+
+
+def _unmap(base: Any, span: int, names: Any) -> None:
+    from .frames import unregister_functions
+    unregister_functions(names)
+    lib.wa_unmap_image(base, span)
 def map_artifact(path: str, v: Verified) -> Mapped:
     """Map verified bytes. Each content is mapped once per process."""
     m = _mapped.get(v.digest)
@@ -188,7 +196,8 @@ def map_artifact(path: str, v: Verified) -> Mapped:
         return m
     meta = v.meta
     err = ffi.new("char[]", 256)
-    sym = lib.wa_map_image(v.data, len(v.data), b"wa_module", err, 256)  # registers its code ranges too
+    base, span = ffi.new("void **"), ffi.new("size_t *")
+    sym = lib.wa_map_image(v.data, len(v.data), b"wa_module", base, span, err, 256)  # registers code ranges
     if sym == ffi.NULL:
         raise ArtifactError(f"{path}: cannot be mapped: {ffi.string(err).decode(errors='replace')}")
     desc = ffi.cast("wa_module_desc *", sym)
@@ -204,5 +213,5 @@ def map_artifact(path: str, v: Verified) -> Mapped:
     m = Mapped(path, meta, desc, funcs, tramps, shims, datas)
     _mapped[v.digest] = m
     from .frames import register_functions
-    register_functions(m)
+    weakref.finalize(m, _unmap, base[0], span[0], register_functions(m))
     return m

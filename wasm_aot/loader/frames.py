@@ -9,9 +9,19 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .artifact import Mapped
 
+class _Names:
+    """What a frame needs of its artifact (not the artifact itself: it must stay collectable)."""
+
+    __slots__ = ("func_names", "module_name")
+
+    def __init__(self, meta: dict) -> None:
+        self.func_names, self.module_name = meta["func_names"], meta.get("module_name")
+
+
 _starts: list[int] = []
-_owners: list[tuple["Mapped", int | None]] = []  # None: a trampoline or shim, not a wasm frame
-_pending: list["Mapped"] = []  # mapped but not yet indexed: the index is built on the first trap
+_owners: list[tuple[_Names, int | None]] = []  # None: a trampoline or shim, not a wasm frame
+# mapped but not yet indexed (the index is built on the first trap): (names, [(address, index)])
+_pending: list[tuple[_Names, list[tuple[int, int | None]]]] = []
 _lock = threading.Lock()
 
 
@@ -28,23 +38,40 @@ class Frame:
         return f"{self.module + '!' if self.module else ''}{name}"
 
 
-def register_functions(m: "Mapped") -> None:
-    """Remember a mapped module; its functions are indexed only when a trap needs them (loading stays cheap)."""
+def register_functions(m: "Mapped") -> _Names:
+    """Remember a mapped module's code addresses; they are indexed only when a trap needs them
+    (loading stays cheap). Returns the key for unregister_functions."""
+    from .runtime import ffi
+
+    names = _Names(m.meta)
+    nimported = len(m.meta["func_types"]) - len(m.funcs)
+    entries: list[tuple[int, int | None]] = [(addr, nimported + i) for i, addr in enumerate(m.funcs)]
+    entries += [(int(ffi.cast("uintptr_t", p)), None) for p in m.tramps + m.shims]
     with _lock:
-        _pending.append(m)
+        _pending.append((names, entries))
+    return names
+
+
+_dead: list[_Names] = []  # unmapped, to drop from the index before anything new is merged in
+
+
+def unregister_functions(names: _Names) -> None:
+    """Forget an artifact being unmapped (its addresses may be reused). Called from a finalizer, so
+    at any allocation: it only records the fact; the index is updated under the lock later."""
+    _dead.append(names)
 
 
 def _index_pending() -> None:
-    from .runtime import ffi
-
     with _lock:
-        if not _pending:
+        if not _pending and not _dead:
             return
-        entries = list(zip(_starts, _owners))
-        for m in _pending:
-            nimported = len(m.meta["func_types"]) - len(m.funcs)
-            entries += [(addr, (m, nimported + i)) for i, addr in enumerate(m.funcs)]
-            entries += [(int(ffi.cast("uintptr_t", p)), (m, None)) for p in m.tramps + m.shims]
+        taken = _dead[:]  # a finalizer may append meanwhile: drop exactly what was taken
+        del _dead[:len(taken)]
+        dead = {id(n) for n in taken}
+        _pending[:] = [p for p in _pending if id(p[0]) not in dead]
+        entries = [(a, o) for a, o in zip(_starts, _owners) if id(o[0]) not in dead]
+        for names, addrs in _pending:
+            entries += [(addr, (names, idx)) for addr, idx in addrs]
         _pending.clear()
         entries.sort(key=lambda e: e[0])
         _starts[:] = [a for a, _ in entries]
@@ -52,15 +79,15 @@ def _index_pending() -> None:
 
 
 def describe(pcs: list[int]) -> list[Frame]:
-    if _pending:
+    if _pending or _dead:
         _index_pending()
     out = []
     for pc in pcs:
         k = bisect.bisect_right(_starts, pc - 1) - 1
         if k < 0:
             continue
-        m, idx = _owners[k]
+        names, idx = _owners[k]
         if idx is None:
             continue
-        out.append(Frame(idx, m.meta["func_names"].get(str(idx)), m.meta.get("module_name")))
+        out.append(Frame(idx, names.func_names.get(str(idx)), names.module_name))
     return out

@@ -165,7 +165,7 @@ class Instance:
                     # calling through this module's shim (artifacts stay mapped)
                     cell, own = ffi.new("wa_funcref *"), f.host_binding(self)
                     cell.code, cell.ctx, cell.type_id = mapped.shims[i], own.hostfunc, type_id(f.type)
-                    f._funcref_cell = (cell, own)
+                    f._funcref_cell = (cell, own, mapped)  # the shim's artifact stays mapped
                     f._funcref_addr = int(ffi.cast("uintptr_t", cell))
                     V.register_host_cell(f._funcref_addr, f)
             else:

@@ -76,27 +76,33 @@ def externref_value(bits: int) -> Any:
     return None if bits == 0 else _externs[bits]
 
 
-def register_funcrefs(start: int, count: int, owner: Any) -> None:
-    """owner.funcref_object(index) turns an entry of its funcs array back into a Function. The entry
-    goes when the owner does (weakly held: an instance must be collectable)."""
-    k = bisect.bisect(_funcref_ranges, start)
-    _funcref_ranges.insert(k, start)
-    _funcref_owners.insert(k, (start + count * ffi.sizeof("wa_funcref"), weakref.ref(owner)))
-    weakref.finalize(owner, _unregister_funcrefs, start)
-
-
 _host_cells: "weakref.WeakValueDictionary[int, Any]" = weakref.WeakValueDictionary()  # cell address -> host Function
+_dead_ranges: list[int] = []  # starts of collected owners' ranges, dropped before the next change
 
 
 def register_host_cell(addr: int, fn: Any) -> None:
     _host_cells[addr] = fn
 
 
-def _unregister_funcrefs(start: int) -> None:
-    k = bisect.bisect_left(_funcref_ranges, start)
-    if k < len(_funcref_ranges) and _funcref_ranges[k] == start:
-        del _funcref_ranges[k]
-        del _funcref_owners[k]
+def register_funcrefs(start: int, count: int, owner: Any) -> None:
+    """owner.funcref_object(index) turns an entry of its funcs array back into a Function. The entry
+    goes when the owner does (weakly held: an instance must be collectable)."""
+    _drop_dead()
+    entry = (start + count * ffi.sizeof("wa_funcref"), weakref.ref(owner))
+    k = bisect.bisect(_funcref_ranges, start)
+    _funcref_ranges.insert(k, start)
+    _funcref_owners.insert(k, entry)
+    weakref.finalize(owner, _dead_ranges.append, start)
+
+
+def _drop_dead() -> None:
+    # not in the finalizer itself: that may run at any allocation, e.g. between the two inserts above
+    while _dead_ranges:
+        start = _dead_ranges.pop()
+        k = bisect.bisect_left(_funcref_ranges, start)
+        if k < len(_funcref_ranges) and _funcref_ranges[k] == start:
+            del _funcref_ranges[k]
+            del _funcref_owners[k]
 
 
 def funcref_value(bits: int) -> Any:
