@@ -7,8 +7,9 @@ prebuilt wasm/NAME.wasm exporting run() -> i64):
               harness times each run() call itself (CLOCK_MONOTONIC). This is the reference, 1.00;
   * wasmtime: compile time (wasmtime.Module(engine, bytes)) and run time of run() on one instance;
   * wasm-aot: compile time at -O2 with a cold cache (wa.compile(bytes, opt_level=2, cache=<fresh dir>)),
-              load+instantiate time from a warm cache (wa.compile cache hit + instantiate, each time from
-              a fresh copy of the artifact so the dlopen is real), and run time of run().
+              load+instantiate time from a warm cache (wa.compile cache hit + instantiate: the file is
+              read and checked each time; its code, already mapped in this process, is reused), and
+              run time of run().
 Run times time only the run() call (in-process for wasm). Every figure is a median of --runs.
 The three checksums must agree: any disagreement (or a wasm-aot crash) is reported loudly and the
 script exits with status 1.
@@ -71,7 +72,8 @@ def worker(path: str, compile_runs: int, load_runs: int, run_runs: int) -> dict:
         out["artifact_bytes"] = os.path.getsize(os.path.join(warm, artifacts[0]))
         inst = None
         for i in range(load_runs):
-            # a fresh copy each time: the same path twice would be a dlopen refcount hit
+            # a fresh cache dir each time: the hit must read and check a file (the code mapping of the
+            # same content is shared in-process, see wasm_aot/loader/artifact.py)
             d = os.path.join(root, f"warm{i}")
             os.mkdir(d)
             shutil.copy2(os.path.join(warm, artifacts[0]), d)

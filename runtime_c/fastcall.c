@@ -260,7 +260,6 @@ static int host_dispatch(void *handle, uint8_t *slot_bytes) {
     PyObject *argv[MAX_VALUES + 2];
     int off = 1, n = 0; /* argv[0] is left free for PY_VECTORCALL_ARGUMENTS_OFFSET */
     if (e->ctx != Py_None) { argv[off + n++] = e->ctx; Py_INCREF(e->ctx); }
-    int first = n;
     for (int i = 0; i < e->nparams; i++) {
         PyObject *v = from_bits(slots[2 * i], e->params[i]);
         if (!v) goto done_args;
@@ -286,7 +285,6 @@ static int host_dispatch(void *handle, uint8_t *slot_bytes) {
     }
     Py_DECREF(r);
 done_args:
-    (void)first;
     for (int i = 0; i < n; i++) Py_DECREF(argv[off + i]);
     if (rc != 0) {
         PyObject *type, *value, *tb;
@@ -328,7 +326,12 @@ static PyObject *make_host_entry(PyObject *mod, PyObject *args) {
     Py_INCREF(fn);
     Py_INCREF(ctx);
     PyObject *cap = PyCapsule_New(e, "wasm_aot.host_entry", entry_free);
-    if (!cap) { entry_free(NULL); return NULL; }
+    if (!cap) {
+        Py_DECREF(fn);
+        Py_DECREF(ctx);
+        PyMem_Free(e);
+        return NULL;
+    }
     return Py_BuildValue("(NK)", cap, (unsigned long long)(uintptr_t)e);
 }
 

@@ -162,17 +162,23 @@ static void chain(int sig, siginfo_t *si, void *uctx) {
     signal(sig, SIG_DFL);
 }
 
-static void on_fault(int sig, siginfo_t *si, void *uctx) {
+/* The interrupted thread's program counter and frame pointer. */
+static void context_pc_fp(void *uctx, uintptr_t *pc, uintptr_t *fp) {
     ucontext_t *uc = uctx;
 #if defined(__x86_64__)
-    uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
-    uintptr_t fp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP];
+    *pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+    *fp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP];
 #elif defined(__aarch64__)
-    uintptr_t pc = (uintptr_t)uc->uc_mcontext.pc;
-    uintptr_t fp = (uintptr_t)uc->uc_mcontext.regs[29];
+    *pc = (uintptr_t)uc->uc_mcontext.pc;
+    *fp = (uintptr_t)uc->uc_mcontext.regs[29];
 #else
 #error "unsupported architecture"
 #endif
+}
+
+static void on_fault(int sig, siginfo_t *si, void *uctx) {
+    uintptr_t pc, fp;
+    context_pc_fp(uctx, &pc, &fp);
     if (cur_entry && pc_in_wasm(pc)) {
         uint32_t code = WA_TRAP_MEMORY_OOB;
         uintptr_t addr = (uintptr_t)si->si_addr;
@@ -190,13 +196,9 @@ static void on_fault(int sig, siginfo_t *si, void *uctx) {
 /* An interrupt: wasm code can be left at any instruction (it holds no locks), anything else
  * (the runtime's C helpers, a host function) is left alone and the interrupt kept pending. */
 static void on_interrupt(int sig, siginfo_t *si, void *uctx) {
-    ucontext_t *uc = uctx;
+    uintptr_t pc, fp;
     (void)sig; (void)si;
-#if defined(__x86_64__)
-    uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP], fp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP];
-#elif defined(__aarch64__)
-    uintptr_t pc = (uintptr_t)uc->uc_mcontext.pc, fp = (uintptr_t)uc->uc_mcontext.regs[29];
-#endif
+    context_pc_fp(uctx, &pc, &fp);
     if (!cur_entry) return;
     if (pc_in_wasm(pc)) raise_trap(WA_TRAP_INTERRUPTED, pc, fp);
     interrupt_pending = 1;
@@ -309,28 +311,22 @@ void wa_fill_funcrefs(wa_funcref *dst, void *const *code, const uint32_t *type_i
 
 /* ---------- host functions ---------- */
 
-/* Back from a host function: an interrupt that came meanwhile traps now. */
-static void check_interrupt(void) {
+/* Back from a host function: its failure traps, and so does an interrupt that came meanwhile. */
+static void host_returned(int failed) {
+    uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
+    if (failed) raise_trap(WA_TRAP_HOST, 0, fp);
     if (interrupt_pending) {
         interrupt_pending = 0;
-        raise_trap(WA_TRAP_INTERRUPTED, 0, (uintptr_t)__builtin_frame_address(0));
+        raise_trap(WA_TRAP_INTERRUPTED, 0, fp);
     }
 }
 
-static void host_call(wa_hostfunc *hf, uint8_t *slots) {
-    if (wa_py_host_call(hf->handle, slots) != 0)
-        raise_trap(WA_TRAP_HOST, 0, (uintptr_t)__builtin_frame_address(0));
-    check_interrupt();
-}
+static void host_call(wa_hostfunc *hf, uint8_t *slots) { host_returned(wa_py_host_call(hf->handle, slots) != 0); }
 
 /* Host functions of numeric signatures are called by wasm_aot._fastcall's dispatcher, in C. */
 static int (*fast_dispatch)(void *handle, uint8_t *slots);
 
-static void host_call_fast(wa_hostfunc *hf, uint8_t *slots) {
-    if (fast_dispatch(hf->handle, slots) != 0)
-        raise_trap(WA_TRAP_HOST, 0, (uintptr_t)__builtin_frame_address(0));
-    check_interrupt();
-}
+static void host_call_fast(wa_hostfunc *hf, uint8_t *slots) { host_returned(fast_dispatch(hf->handle, slots) != 0); }
 
 void *wa_host_call_ptr(void) { return (void *)host_call; }
 void *wa_host_call_fast_ptr(void) { return (void *)host_call_fast; }

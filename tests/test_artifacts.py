@@ -491,8 +491,8 @@ def test_load_is_fast(tmp_path, signed):
 
 
 def test_many_artifacts_map_without_holding_file_descriptors(tmp_path):
-    """Each mapping gets its own path, so a reused memfd number never aliases an earlier image, and
-    no descriptor stays open per artifact (a service may load any number)."""
+    """No descriptor stays open per mapped artifact (a service may load any number), and distinct
+    contents never alias one another."""
     def nfds() -> int:
         return len(os.listdir("/proc/self/fd"))
 

@@ -61,7 +61,6 @@ def describe_entries(path: str | None = None) -> list[EntryInfo]:
         try:
             v = verify_file(p)
             sha, status = v.meta.get("wasm_sha256"), "ok, signed" if v.signed else "ok"
-            v.image.close()
         except ArtifactError as e:
             status = "invalid: " + str(e).removeprefix(p + ": ")
         out.append(EntryInfo(p, os.path.basename(p)[:-3], st.st_size, now - st.st_mtime, sha, status))

@@ -8,6 +8,7 @@ wrong artifact running.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -15,7 +16,8 @@ import platform
 import tempfile
 from typing import Any
 
-_memo: dict[str, dict[str, Any]] = {}  # memo file path -> description
+_memo: dict[str, dict[str, Any]] = {}  # key -> description
+_written: set[str] = set()  # memo files known to exist
 _CPU_FIELDS = (b"vendor_id", b"cpu family", b"model", b"model name", b"stepping", b"flags", b"Features",
                b"CPU implementer", b"CPU architecture", b"CPU variant", b"CPU part")
 
@@ -31,25 +33,31 @@ def cpu_identity() -> bytes:
     return platform.machine().encode() + b"\n" + b"\n".join(keep)
 
 
-def toolchain(cpu: str, directory: str) -> dict[str, Any]:
+@functools.lru_cache(maxsize=None)
+def _key(cpu: str) -> str:
+    """What the description depends on, hashed (once per process: /proc/cpuinfo is slow to read)."""
     import llvmlite  # the package only: its version, not the LLVM library
 
-    h = hashlib.sha256(json.dumps([llvmlite.__version__, cpu]).encode() + cpu_identity()).hexdigest()[:32]
+    return hashlib.sha256(json.dumps([llvmlite.__version__, cpu]).encode() + cpu_identity()).hexdigest()[:32]
+
+
+def toolchain(cpu: str, directory: str) -> dict[str, Any]:
+    h = _key(cpu)
     path = os.path.join(directory, f"toolchain-{h}.json")
-    tc = _memo.get(path)
-    if tc is not None:
-        return tc
-    try:
-        with open(path) as f:
-            tc = json.load(f)
-    except (OSError, ValueError):
-        tc = next((t for p, t in _memo.items() if p.endswith(f"toolchain-{h}.json")), None)
-        if tc is None:
+    tc = _memo.get(h)
+    if tc is None:
+        try:
+            with open(path) as f:
+                tc = json.load(f)
+        except (OSError, ValueError):
             from .codegen import toolchain as compute  # loads LLVM, once per machine and option
             tc = compute(cpu)
-        fd, tmp = tempfile.mkstemp(prefix=".wa-", suffix=".json", dir=directory)
-        with os.fdopen(fd, "w") as f:
-            json.dump(tc, f)
-        os.replace(tmp, path)
-    _memo[path] = tc
+        _memo[h] = tc
+    if path not in _written:  # every cache folder gets its memo, so other processes find it
+        if not os.path.exists(path):
+            fd, tmp = tempfile.mkstemp(prefix=".wa-", suffix=".json", dir=directory)
+            with os.fdopen(fd, "w") as f:
+                json.dump(tc, f)
+            os.replace(tmp, path)
+        _written.add(path)
     return tc

@@ -1,6 +1,6 @@
 """Verifying and mapping an artifact (.so).
 
-The file is read once into an immutable image (image.py); those bytes are checked (integrity
+The file is read once into immutable bytes; those bytes are checked (integrity
 trailer, signature, metadata, machine) and only those same bytes are mapped (runtime_c/image.c
 copies their segments into fresh memory; no dlopen, no file), so nothing can swap the file between
 the check and the mapping.
@@ -19,7 +19,6 @@ from .. import abi, metadata, trailer
 from ..errors import ArtifactError
 from ..version import __version__
 from .cpu import missing_features
-from .image import Image, read_image
 from .runtime import ffi, lib
 
 # The exact messages (after "<path>: "), one per reason an artifact is refused.
@@ -86,10 +85,9 @@ class Verified:
     meta: dict[str, Any]
     digest: str  # sha256 of the whole file (hex), the identity of its content
     signed: bool
-    image: Image | None = None  # what map_artifact maps (made from `data` if None)
 
 
-def verify(data: bytes, where: str, key: bytes | None = None, image: Image | None = None) -> Verified:
+def verify(data: bytes, where: str, key: bytes | None = None) -> Verified:
     """Check an artifact's bytes; raise ArtifactError "<where>: <reason>" if they are not loadable here.
 
     `key` is the signing key in force (already resolved); with one, unsigned or otherwise signed
@@ -112,7 +110,7 @@ def verify(data: bytes, where: str, key: bytes | None = None, image: Image | Non
     if meta is None:
         meta = _check(data, t, where)
         _checked[digest] = meta
-    return Verified(data, meta, digest, signed, image)
+    return Verified(data, meta, digest, signed)
 
 
 # Checked metadata by file digest: the digest covers the metadata and every other byte, so equal
@@ -158,13 +156,14 @@ def read_metadata(data: bytes, where: str, key: bytes | None = None) -> dict:
 
 
 def verify_file(path: str, key: bytes | None = None) -> Verified:
-    """Read the file at `path` once, immutably, and check it (nothing is mapped)."""
-    image = read_image(path)
+    """Read the file at `path` once, into immutable bytes, and check them (nothing is mapped): what
+    is checked is exactly what map_artifact maps, so swapping the file afterwards changes nothing."""
     try:
-        return verify(image.buf, path, key, image)
-    except BaseException:
-        image.close()  # refused: nothing of it stays in memory
-        raise
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ArtifactError(f"{path}: cannot read: {e.strerror}") from None
+    return verify(data, path, key)
 
 
 @dataclass

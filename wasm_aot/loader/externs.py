@@ -194,12 +194,14 @@ class Function(_fastcall.Callable):
         return f"<wa.Function wasm func[{self._index}]{' $' + name if name else ''} {self._type}>"
 
 
-def referent(v: Any) -> Any:
-    """What must outlive a stored reference to `v`: the instance whose memory its funcref address
-    lies in (a wasm function's instance; a host function itself, which owns its funcref cell)."""
+def keep_referent(keepalive: set, v: Any) -> None:
+    """Add to `keepalive` what must outlive a stored reference to `v` (a wa.Value or a Python value):
+    the instance whose memory its funcref address lies in (a wasm function's instance; a host function
+    itself, which owns its funcref cell)."""
+    if isinstance(v, Value):
+        v = v.value
     if isinstance(v, Function):
-        return v._owner if v._owner is not None else v  # a host function owns its funcref cell
-    return None
+        keepalive.add(v._owner if v._owner is not None else v)
 
 
 def _results_tuple(r: Any, t: FuncType) -> tuple:
@@ -323,9 +325,7 @@ class Global:
 
     def _set(self, value: Any) -> None:
         t = self._type.valtype
-        keep = referent(value.value if isinstance(value, Value) else value)
-        if keep is not None:
-            self._keepalive.add(keep)
+        keep_referent(self._keepalive, value)
         bits = V.value_bits(value) if isinstance(value, Value) else V.TO_BITS[t](value)
         V.write_slot(self._u64, 0, t, bits)
 
@@ -379,9 +379,7 @@ class Table:
             self._ptr = None
 
     def _bits(self, v: Any) -> int:
-        keep = referent(v.value if isinstance(v, Value) else v)
-        if keep is not None:
-            self._keepalive.add(keep)
+        keep_referent(self._keepalive, v)
         return V.TO_BITS[self._type.elem](v)
 
     @property
