@@ -18,8 +18,17 @@ extern "Python" int wa_py_host_call(void *handle, uint8_t *slots);
 
 int wa_install_handlers(void);
 int wa_interrupt(unsigned long thread);
-void *wa_map_image(const char *file, size_t len, const char *name, void **base_out, size_t *span_out,
-                   char *err, size_t errlen);
+typedef struct wa_image wa_image;
+uint64_t wa_checksum(const void *data, size_t n, uint64_t seed);
+wa_image *wa_image_open(const char *path, const void *mem, uint64_t mem_len, uint64_t unchecked, uint64_t seed,
+                        int map_file, int *err_no, char *err, size_t errlen);
+int wa_image_read(const wa_image *im, uint64_t off, uint64_t n, void *dst);
+uint64_t wa_image_checksum(const wa_image *im);
+uint64_t wa_image_file_len(const wa_image *im);
+void *wa_image_link(wa_image *im, const char *name, char *err, size_t errlen);
+void *wa_image_base(const wa_image *im);
+size_t wa_image_span(const wa_image *im);
+void wa_image_free(wa_image *im);
 void wa_unmap_image(void *base, size_t span);
 int wa_code_ranges(void);
 uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
@@ -46,7 +55,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "wasm_aot._runtime",
-    "#include <stdint.h>\n" + DECLS + "\n" + (HERE / "runtime.c").read_text() + (HERE / "image.c").read_text(),
+    "#include <stdint.h>\n" + DECLS + "\n" + "".join((HERE / f).read_text() for f in ("runtime.c", "checksum.c", "image.c")),
     extra_compile_args=["-O2", "-fno-omit-frame-pointer", "-Wall"],
     libraries=["dl", "pthread"],
 )

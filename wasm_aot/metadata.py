@@ -12,7 +12,7 @@ from . import opcodes as op
 from .ir import Expr, ExternKind, Module, SegmentMode
 from .types import FuncType, GlobalType, Limits, MemoryType, TableType, ValType
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SECTION = ".wa_meta"
 
 

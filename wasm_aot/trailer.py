@@ -1,8 +1,8 @@
-"""The integrity trailer appended to every artifact: a digest of all its bytes, an optional
+"""The integrity trailer appended to every artifact: a checksum of all its bytes, an optional
 HMAC signature, and where the metadata lies.
 
 ELF loaders ignore bytes past the section headers, so the trailer rides at the end of the
-`.so` and the loader finds it from there with one slice. Layout (little-endian, TRAILER_SIZE):
+`.so` and the loader finds it from there. Layout (little-endian, TRAILER_SIZE):
 
     0   8  MAGIC
     8   8  body length (bytes before the trailer)
@@ -11,11 +11,13 @@ ELF loaders ignore bytes past the section headers, so the trailer rides at the e
     32  4  flags (FLAG_SIGNED)
     36  4  reserved, zero
     40 32  mac: HMAC-SHA256(key, header[0:40] + sha256(body)), zeros when unsigned
-    72 32  digest: sha256(body + trailer[0:72]), so every byte of the file but this field and END is covered
-    104 8  END
+    72  8  checksum: XXH64 (runtime_c/checksum.c) of every byte of the file before this field
+    80  8  END
 
-The compiler writes it (compiler.py), the loader checks it (loader/artifact.py); this module is
-the format between them and imports neither.
+The checksum (~10 GB/s) catches corruption on every load; a signature (sha256 of the body, so
+~1.5 GB/s) is what guards against tampering, and is checked only when a key is in force.
+The compiler writes the trailer (compiler.py), the loader checks it (loader/artifact.py); this
+module is the format between them.
 """
 from __future__ import annotations
 
@@ -25,14 +27,21 @@ import os
 import struct
 from typing import NamedTuple
 
-MAGIC = b"WAOTSIG1"
-END = b"WAOTEND1"
+MAGIC = b"WAOTSIG2"
+END = b"WAOTEND2"
 _HEAD = struct.Struct("<8sQQQII")
 HEAD_SIZE = _HEAD.size  # 40
-TRAILER_SIZE = HEAD_SIZE + 32 + 32 + len(END)  # 112
+TRAILER_SIZE = HEAD_SIZE + 32 + 8 + len(END)  # 88
+UNCHECKED = 8 + len(END)  # the checksum field and END: every other byte is covered
+CHECKSUM_SEED = 0x7761736D2D616F74  # "wasm-aot"
 FLAG_SIGNED = 1
 KEY_ENV = "WASM_AOT_SIGNING_KEY"
 _NO_MAC = bytes(32)
+
+
+def checksum(data: bytes | bytearray | memoryview) -> int:
+    from .loader.runtime import ffi, lib
+    return lib.wa_checksum(ffi.from_buffer(data), len(data), CHECKSUM_SEED)
 
 
 def resolve_key(key: bytes | str | None) -> bytes | None:
@@ -51,17 +60,15 @@ def key_id(key: bytes | None) -> str | None:
     return None if key is None else hashlib.sha256(b"wasm-aot signing key\0" + key).hexdigest()
 
 
-def _mac(key: bytes, head: bytes, body_digest: bytes) -> bytes:
-    return hmac.new(key, head + body_digest, hashlib.sha256).digest()
+def _mac(key: bytes, head: bytes, body: bytes | memoryview) -> bytes:
+    return hmac.new(key, head + hashlib.sha256(body).digest(), hashlib.sha256).digest()
 
 
 def make(body: bytes, meta_off: int, meta_len: int, key: bytes | None) -> bytes:
     """The trailer for `body` (the linked ELF image)."""
     head = _HEAD.pack(MAGIC, len(body), meta_off, meta_len, FLAG_SIGNED if key else 0, 0)
-    h = hashlib.sha256(body)
-    mac = _mac(key, head, h.digest()) if key else _NO_MAC
-    h.update(head + mac)
-    return head + mac + h.digest() + END
+    mac = _mac(key, head, body) if key else _NO_MAC
+    return head + mac + struct.pack("<Q", checksum(body + head + mac)) + END
 
 
 class Trailer(NamedTuple):
@@ -70,8 +77,7 @@ class Trailer(NamedTuple):
     meta_len: int
     flags: int
     mac: bytes
-    digest: bytes  # the file digest (also identifies the artifact's content)
-    body_digest: bytes  # sha256 of the body: the HMAC's input
+    checksum: int  # of every byte before the checksum field
 
 
 def find(data: bytes) -> bytes | None:
@@ -81,19 +87,11 @@ def find(data: bytes) -> bytes | None:
     return data[-TRAILER_SIZE:]
 
 
-def check_digest(data: bytes, raw: bytes) -> Trailer | None:
-    """The parsed trailer when the digest matches every byte it covers, else None."""
+def parse(raw: bytes) -> Trailer:
     _, body_len, meta_off, meta_len, flags, _ = _HEAD.unpack_from(raw)
-    if body_len != len(data) - TRAILER_SIZE:
-        return None
-    h = hashlib.sha256(memoryview(data)[:body_len])
-    body_digest = h.digest()
-    h.update(raw[:HEAD_SIZE + 32])
-    digest = raw[HEAD_SIZE + 32:HEAD_SIZE + 64]
-    if not hmac.compare_digest(h.digest(), digest):
-        return None
-    return Trailer(body_len, meta_off, meta_len, flags, raw[HEAD_SIZE:HEAD_SIZE + 32], digest, body_digest)
+    return Trailer(body_len, meta_off, meta_len, flags, raw[HEAD_SIZE:HEAD_SIZE + 32],
+                   struct.unpack_from("<Q", raw, HEAD_SIZE + 32)[0])
 
 
-def signature_ok(t: Trailer, raw: bytes, key: bytes) -> bool:
-    return hmac.compare_digest(_mac(key, raw[:HEAD_SIZE], t.body_digest), t.mac)
+def signature_ok(raw: bytes, body: bytes | memoryview, key: bytes) -> bool:
+    return hmac.compare_digest(_mac(key, raw[:HEAD_SIZE], body), raw[HEAD_SIZE:HEAD_SIZE + 32])

@@ -1,9 +1,9 @@
 """Verifying and mapping an artifact (.so).
 
-The file is read once into immutable bytes; those bytes are checked (integrity
-trailer, signature, metadata, machine) and only those same bytes are mapped (runtime_c/image.c
-copies their segments into fresh memory; no dlopen, no file), so nothing can swap the file between
-the check and the mapping.
+The file is read once, straight into its final place (runtime_c/image.c copies each segment into a
+fresh private mapping and every other byte aside); the checks (integrity trailer, signature,
+metadata, machine) then read that copy, and only that checked copy is linked and run: nothing can
+swap the file between the check and the mapping.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ NOT_ELF = "not an ELF file, so not a wasm-aot artifact"
 NOT_OURS = "an ELF file that is not a wasm-aot artifact"
 TRUNCATED = "truncated artifact (the file ends before its integrity trailer)"
 BAD_TRAILER = "corrupted artifact: its integrity trailer is damaged"
-CORRUPT = "corrupted artifact: its contents do not match their sha256 digest"
+CORRUPT = "corrupted artifact: its contents do not match their checksum"
 UNSIGNED = "the artifact is not signed, but a signing key is in force"
 BAD_SIGNATURE = "the artifact's signature does not match the signing key"
 BAD_METADATA = "unreadable artifact metadata"
@@ -62,6 +62,9 @@ def _elf_end(data: bytes) -> int:
     return max(shoff + shentsize * shnum, phoff + phentsize * phnum)
 
 
+_V1_TRAILER_SIZE = 112
+
+
 def _diagnose(data: bytes) -> str:
     """Why a file without an intact trailer is refused."""
     if data[:4] != b"\x7fELF":
@@ -70,6 +73,8 @@ def _diagnose(data: bytes) -> str:
     if len(data) < end:
         return TRUNCATED
     tail = data[end:]
+    if len(tail) == _V1_TRAILER_SIZE and tail.endswith(b"WAOTEND1"):  # the trailer of format 1
+        return FORMAT.format(got=1, want=metadata.FORMAT_VERSION)
     if tail:
         if len(tail) < trailer.TRAILER_SIZE and (tail.startswith(trailer.MAGIC) or trailer.MAGIC.startswith(tail)):
             return TRUNCATED
@@ -79,57 +84,133 @@ def _diagnose(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class Verified:
-    """An artifact's bytes that passed every check, with their metadata."""
+    """An artifact that passed every check: its copy (not linked yet, or linked once by
+    map_artifact), its metadata and identity."""
 
-    data: bytes
+    image: Any  # wa_image * (freed with this object)
+    size: int  # of the file
     meta: dict[str, Any]
-    digest: str  # sha256 of the whole file (hex), the identity of its content
+    digest: str  # the file's checksum (hex)
     signed: bool
 
+    @property
+    def identity(self) -> tuple:
+        """What equal artifacts share: one mapping and one metadata check per process."""
+        return self.digest, self.size, self.signed
 
-def verify(data: bytes, where: str, key: bytes | None = None) -> Verified:
-    """Check an artifact's bytes; raise ArtifactError "<where>: <reason>" if they are not loadable here.
+    def read(self, off: int = 0, n: int | None = None) -> bytes:
+        """The file's bytes [off, off + n) as checked (also once linked: relocations are undone)."""
+        if n is None:
+            n = self.size - off
+        buf = ffi.new("char[]", max(n, 1))
+        if not lib.wa_image_read(self.image, off, n, buf):
+            raise ValueError(f"bytes {off}..{off + n} are outside the artifact")
+        return ffi.buffer(buf, n)[:]
 
-    `key` is the signing key in force (already resolved); with one, unsigned or otherwise signed
-    artifacts are refused.
-    """
+
+def _open(path: str | None, data: bytes | None, where: str, map_file: bool) -> tuple[Any, str | None]:
+    """(the copied image, None), or (NULL, why the C loader cannot lay the bytes out)."""
+    err_no, err = ffi.new("int *"), ffi.new("char[]", 256)
+    img = lib.wa_image_open(os.fsencode(path) if path is not None else ffi.NULL,
+                            ffi.from_buffer(data) if data is not None else ffi.NULL,
+                            len(data) if data is not None else 0,
+                            trailer.UNCHECKED, trailer.CHECKSUM_SEED, map_file, err_no, err, 256)
+    if img == ffi.NULL:
+        if err_no[0]:
+            raise ArtifactError(f"{where}: cannot read: {os.strerror(err_no[0])}")
+        return img, ffi.string(err).decode(errors="replace")
+    return ffi.gc(img, lib.wa_image_free), None
+
+
+def _refuse(data: bytes, where: str, key: bytes | None, layout_error: str) -> ArtifactError:
+    """Why bytes the C loader could not lay out are refused (a corrupt or foreign file, mostly):
+    the same checks as for a loadable file, on the whole bytes."""
     raw = trailer.find(data)
     if raw is None:
-        raise ArtifactError(f"{where}: {_diagnose(data)}")
-    t = trailer.check_digest(data, raw)
-    if t is None:
-        raise ArtifactError(f"{where}: {CORRUPT}")
+        return ArtifactError(f"{where}: {_diagnose(data)}")
+    t = trailer.parse(raw)
+    if t.body_len != len(data) - trailer.TRAILER_SIZE or trailer.checksum(
+            memoryview(data)[:len(data) - trailer.UNCHECKED]) != t.checksum:
+        return ArtifactError(f"{where}: {CORRUPT}")
+    try:
+        _check_signature(t, raw, lambda: memoryview(data)[:t.body_len], where, key)
+        _check(data[:64], lambda off, n: data[off:off + n], t, where)
+    except ArtifactError as e:
+        return e
+    return ArtifactError(f"{where}: cannot be mapped: {layout_error}")
+
+
+def _check_signature(t: trailer.Trailer, raw: bytes, body: Any, where: str, key: bytes | None) -> bool:
     signed = bool(t.flags & trailer.FLAG_SIGNED)
     if key is not None:
         if not signed:
             raise ArtifactError(f"{where}: {UNSIGNED}")
-        if not trailer.signature_ok(t, raw, key):
+        if not trailer.signature_ok(raw, body(), key):
             raise ArtifactError(f"{where}: {BAD_SIGNATURE}")
-    digest = t.digest.hex()
-    meta = _checked.get(digest)
+    return signed
+
+
+def verify(data: bytes, where: str, key: bytes | None = None, path: str | None = None) -> Verified:
+    """Copy and check an artifact (the file at `path`, else `data`); raise ArtifactError
+    "<where>: <reason>" if it is not loadable here.
+
+    `key` is the signing key in force (already resolved); with one, unsigned or otherwise signed
+    artifacts are refused.
+    """
+    # a file is mapped rather than copied unless a key is in force (see wa_image_open)
+    img, layout_error = _open(path, data, where, key is None)
+    if img == ffi.NULL:
+        if data is None:
+            data = _read_file(path)
+        raise _refuse(data, where, key, layout_error)
+    size = lib.wa_image_file_len(img)
+
+    def read(off: int, n: int) -> bytes:
+        buf = ffi.new("char[]", max(n, 1))
+        lib.wa_image_read(img, off, n, buf)
+        return ffi.buffer(buf, n)[:]
+
+    raw = read(size - trailer.TRAILER_SIZE, trailer.TRAILER_SIZE) if size >= trailer.TRAILER_SIZE else b""
+    if trailer.find(raw) is None:
+        raise ArtifactError(f"{where}: {_diagnose(read(0, size))}")
+    t = trailer.parse(raw)
+    if t.body_len != size - trailer.TRAILER_SIZE or lib.wa_image_checksum(img) != t.checksum:
+        raise ArtifactError(f"{where}: {CORRUPT}")
+    signed = _check_signature(t, raw, lambda: read(0, t.body_len), where, key)
+    digest = f"{t.checksum:016x}"
+    ident = (digest, size, signed)
+    meta = _checked.get(ident)
     if meta is None:
-        meta = _check(data, t, where)
-        _checked[digest] = meta
-    return Verified(data, meta, digest, signed)
+        meta = _check(read(0, 64), read, t, where)
+        _checked[ident] = meta
+    return Verified(img, size, meta, digest, signed)
 
 
-# Checked metadata by file digest: the digest covers the metadata and every other byte, so equal
-# digests mean equal files, and a file that passed once passes again (the machine does not change).
-_checked: dict[str, dict[str, Any]] = {}
+def _read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ArtifactError(f"{path}: cannot read: {e.strerror}") from None
 
 
-def _check(data: bytes, t: trailer.Trailer, where: str) -> dict[str, Any]:
-    if data[:4] != b"\x7fELF":
+# Checked metadata by identity: the checksum covers the metadata and every other byte, so equal
+# checksums mean equal files, and a file that passed once passes again (the machine does not change).
+_checked: dict[tuple, dict[str, Any]] = {}
+
+
+def _check(head: bytes, read: Any, t: trailer.Trailer, where: str) -> dict[str, Any]:
+    if head[:4] != b"\x7fELF":
         raise ArtifactError(f"{where}: {NOT_ELF}")
-    if not (0 < t.meta_off and t.meta_off + t.meta_len <= t.body_len):
+    if not (0 < t.meta_off and t.meta_len <= t.body_len and t.meta_off <= t.body_len - t.meta_len):
         raise ArtifactError(f"{where}: {BAD_METADATA}")
     try:
-        meta = json.loads(data[t.meta_off:t.meta_off + t.meta_len])
+        meta = json.loads(read(t.meta_off, t.meta_len))
     except (ValueError, UnicodeDecodeError):
         raise ArtifactError(f"{where}: {BAD_METADATA}") from None
     if not isinstance(meta, dict):
         raise ArtifactError(f"{where}: {BAD_METADATA}")
-    _check_meta(meta, data, where)
+    _check_meta(meta, head, where)
     return meta
 
 
@@ -151,19 +232,14 @@ def _check_meta(meta: dict, data: bytes, where: str) -> None:
 
 
 def read_metadata(data: bytes, where: str, key: bytes | None = None) -> dict:
-    """The checked metadata of an artifact's bytes (nothing is mapped)."""
+    """The checked metadata of an artifact's bytes (nothing is linked)."""
     return verify(data, where, key).meta
 
 
 def verify_file(path: str, key: bytes | None = None) -> Verified:
-    """Read the file at `path` once, into immutable bytes, and check them (nothing is mapped): what
-    is checked is exactly what map_artifact maps, so swapping the file afterwards changes nothing."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ArtifactError(f"{path}: cannot read: {e.strerror}") from None
-    return verify(data, path, key)
+    """Copy the file at `path` once and check the copy (nothing is linked yet): what is checked is
+    exactly what map_artifact links, so swapping the file afterwards changes nothing."""
+    return verify(None, path, key, path=path)
 
 
 @dataclass
@@ -181,7 +257,7 @@ class Mapped:
 
 # Mapped images by content digest: the same verified bytes are mapped once per process, for as long
 # as something (a Module, hence its Instances and their Functions) uses them.
-_mapped: "weakref.WeakValueDictionary[str, Mapped]" = weakref.WeakValueDictionary()
+_mapped: "weakref.WeakValueDictionary[tuple, Mapped]" = weakref.WeakValueDictionary()
 
 
 def _unmap(base: Any, span: int, names: Any) -> None:
@@ -189,16 +265,16 @@ def _unmap(base: Any, span: int, names: Any) -> None:
     unregister_functions(names)
     lib.wa_unmap_image(base, span)
 def map_artifact(path: str, v: Verified) -> Mapped:
-    """Map verified bytes. Each content is mapped once per process."""
-    m = _mapped.get(v.digest)
+    """Link a verified image. Each content is linked once per process."""
+    m = _mapped.get(v.identity)
     if m is not None:
         return m
     meta = v.meta
     err = ffi.new("char[]", 256)
-    base, span = ffi.new("void **"), ffi.new("size_t *")
-    sym = lib.wa_map_image(v.data, len(v.data), b"wa_module", base, span, err, 256)  # registers code ranges
+    sym = lib.wa_image_link(v.image, b"wa_module", err, 256)  # registers code ranges
     if sym == ffi.NULL:
         raise ArtifactError(f"{path}: cannot be mapped: {ffi.string(err).decode(errors='replace')}")
+    base, span = lib.wa_image_base(v.image), lib.wa_image_span(v.image)
     desc = ffi.cast("wa_module_desc *", sym)
     if desc.abi_version != abi.ABI_VERSION:
         raise ArtifactError(f"{path}: runtime ABI {desc.abi_version}, expected {abi.ABI_VERSION}")
@@ -210,7 +286,7 @@ def map_artifact(path: str, v: Verified) -> Mapped:
     shims = ffi.unpack(desc.shims, nimported) if nimported else []
     datas = ffi.unpack(desc.datas, len(meta["datas"])) if meta["datas"] else []
     m = Mapped(path, meta, desc, funcs, tramps, shims, datas)
-    _mapped[v.digest] = m
+    _mapped[v.identity] = m
     from .frames import register_functions
-    weakref.finalize(m, _unmap, base[0], span[0], register_functions(m))
+    weakref.finalize(m, _unmap, base, span, register_functions(m))
     return m

@@ -20,8 +20,9 @@ class _Names:
 
 _starts: list[int] = []
 _owners: list[tuple[_Names, int | None]] = []  # None: a trampoline or shim, not a wasm frame
-# mapped but not yet indexed (the index is built on the first trap): (names, [(address, index)])
-_pending: list[tuple[_Names, list[tuple[int, int | None]]]] = []
+# mapped but not yet indexed (the index is built on the first trap): (names, code address of each
+# defined function, index of the first, addresses of trampolines and shims)
+_pending: list[tuple[_Names, list[int], int, list[int]]] = []
 _lock = threading.Lock()
 
 
@@ -45,10 +46,9 @@ def register_functions(m: "Mapped") -> _Names:
 
     names = _Names(m.meta)
     nimported = len(m.meta["func_types"]) - len(m.funcs)
-    entries: list[tuple[int, int | None]] = [(addr, nimported + i) for i, addr in enumerate(m.funcs)]
-    entries += [(int(ffi.cast("uintptr_t", p)), None) for p in m.tramps + m.shims]
+    others = [int(ffi.cast("uintptr_t", p)) for p in m.tramps + m.shims]
     with _lock:
-        _pending.append((names, entries))
+        _pending.append((names, m.funcs, nimported, others))
     return names
 
 
@@ -70,8 +70,9 @@ def _index_pending() -> None:
         dead = {id(n) for n in taken}
         _pending[:] = [p for p in _pending if id(p[0]) not in dead]
         entries = [(a, o) for a, o in zip(_starts, _owners) if id(o[0]) not in dead]
-        for names, addrs in _pending:
-            entries += [(addr, (names, idx)) for addr, idx in addrs]
+        for names, funcs, first, others in _pending:
+            entries += [(addr, (names, first + i)) for i, addr in enumerate(funcs)]
+            entries += [(addr, (names, None)) for addr in others]
         _pending.clear()
         entries.sort(key=lambda e: e[0])
         _starts[:] = [a for a, _ in entries]

@@ -17,7 +17,7 @@ class Module:
 
     def __init__(self, path: str, verified: Verified) -> None:
         self._path = path
-        self._verified = verified  # the checked bytes: exactly these are mapped and saved
+        self._verified = verified  # the checked copy: exactly this is linked, run and saved
         self._meta = verified.meta
         self._mapped = None
 
@@ -70,7 +70,7 @@ class Module:
         fd, tmp = tempfile.mkstemp(prefix=".wa-", suffix=".so", dir=os.path.dirname(os.path.abspath(path)))
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(self._verified.data)
+                f.write(self._verified.read())
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         except BaseException:
@@ -80,7 +80,7 @@ class Module:
 
     def serialize(self) -> bytes:
         """The artifact's bytes (as checked when loaded), e.g. to store elsewhere; see deserialize."""
-        return self._verified.data
+        return self._verified.read()
 
     @classmethod
     def deserialize(cls, data: bytes, key: bytes | str | None = None) -> "Module":
