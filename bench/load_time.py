@@ -2,7 +2,7 @@
 """Load + instantiate time of a cached artifact, wasm-aot against wasmtime's deserialize.
 
 For a small module (one function) and a large one (thousands of functions, from gen_large.py):
-  * wasm-aot cold: wa.load (read, digest and metadata checks, segments copied and relocated by runtime_c/image.c) + instantiate, with the
+  * wasm-aot cold: wa.load (read once into place by runtime_c/image.c, checksum and metadata checks, relocations) + instantiate, with the
     per-process mapping forgotten before each run so every run maps a fresh image;
   * wasm-aot warm: the same, with the image already mapped in the process (the digest and metadata
     checks still run on every load);
@@ -135,7 +135,7 @@ def main() -> int:
         lines.append(f"{name:<22}{wsize:>9}{size:>10}{cold:>11.0f}{warm:>11.0f}{fresh:>12.0f}{wtb:>10.0f}{wtf:>10.0f}"
                      f"{min(wtb, wtf) / cold:>13.2f}x")
     lines.append("cold: a fresh mapping every run; warm: image already mapped in this process (the file is still "
-                 "read and its sha256 checked every load); fresh: first load in a new interpreter; "
+                 "read and its checksum checked every load); fresh: first load in a new interpreter; "
                  "best wt/cold > 1 means wasm-aot is faster")
     text = "\n".join(lines)
     print(text)
