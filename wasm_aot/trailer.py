@@ -80,6 +80,17 @@ class Trailer(NamedTuple):
     checksum: int  # of every byte before the checksum field
 
 
+_WHOLE = struct.Struct("<8sQQQII32sQ8s")
+
+
+def unpack(raw: bytes) -> Trailer | None:
+    """The trailer in `raw` (exactly TRAILER_SIZE bytes), if both magics are in place."""
+    magic, body_len, meta_off, meta_len, flags, _, mac, check, end = _WHOLE.unpack(raw)
+    if magic != MAGIC or end != END:
+        return None
+    return Trailer(body_len, meta_off, meta_len, flags, mac, check)
+
+
 def find(data: bytes) -> bytes | None:
     """The raw trailer at the end of `data`, if both magics are in place."""
     if len(data) < TRAILER_SIZE or data[-len(END):] != END or data[-TRAILER_SIZE:-TRAILER_SIZE + 8] != MAGIC:

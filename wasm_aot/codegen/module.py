@@ -18,6 +18,10 @@ from ..ir import ExternKind, Func, Module
 from ..metadata import SECTION
 from ..types import FuncType
 from .function import FuncCodegen
+
+# wasm data segments go where ld's default script puts .data.rel.ro.*: read-only after relocation,
+# never executable (see emit.py)
+DATA_SECTION = ".data.rel.ro.wa_data"
 from .layout import (HOSTCALL_FNTYPE, I8, I32, I64, PTR, STRUCT, TRAMP_FNTYPE, VALTYPE, VOID, Callee,
                      wasm_fntype)
 
@@ -90,7 +94,7 @@ class ModuleCodegen:
             return self.m
         tramps = self.trampolines()
         shims = self.shims()
-        datas = [self.const_bytes(f"data{i}", d.data) for i, d in enumerate(self.wasm.datas)]
+        datas = [self.const_bytes(f"data{i}", d.data, DATA_SECTION) for i, d in enumerate(self.wasm.datas)]
         desc_t = STRUCT["wa_module_desc"]
         desc = ll.GlobalVariable(self.m, desc_t, name="wa_module")
         desc.global_constant = True
@@ -101,8 +105,7 @@ class ModuleCodegen:
             self.ptr_array("wa_shims", shims),
             self.ptr_array("wa_datas", datas),
         ])
-        meta_g = self.const_bytes("wa_meta", meta)
-        meta_g.section = SECTION
+        meta_g = self.const_bytes("wa_meta", meta, SECTION)
         self.used.append(meta_g)
         used_t = ll.ArrayType(PTR, len(self.used))
         used = ll.GlobalVariable(self.m, used_t, name="llvm.used")
@@ -111,11 +114,13 @@ class ModuleCodegen:
         used.initializer = ll.Constant(used_t, self.used)
         return self.m
 
-    def const_bytes(self, name: str, data: bytes) -> ll.GlobalVariable:
+    def const_bytes(self, name: str, data: bytes, section: str) -> ll.GlobalVariable:
+        """Bytes a wasm module decides: in a section emit.py keeps out of executable pages."""
         t = ll.ArrayType(I8, len(data))
         g = ll.GlobalVariable(self.m, t, name=name)
         g.linkage = "internal"
         g.global_constant = True
+        g.section = section
         g.initializer = ll.Constant(t, bytearray(data))
         return g
 

@@ -12,13 +12,15 @@ import weakref
 import os
 import platform
 import struct
-from dataclasses import dataclass
+import sys
 from typing import Any
 
 from .. import abi, metadata, trailer
 from ..errors import ArtifactError
 from ..version import __version__
 from .cpu import missing_features
+from .frames import register_functions, unregister_functions
+from .layout import layout_of
 from .runtime import ffi, lib
 
 # The exact messages (after "<path>: "), one per reason an artifact is refused.
@@ -82,16 +84,18 @@ def _diagnose(data: bytes) -> str:
     return TRUNCATED if data.find(metadata.SECTION.encode()) >= 0 else NOT_OURS
 
 
-@dataclass(frozen=True)
 class Verified:
     """An artifact that passed every check: its copy (not linked yet, or linked once by
     map_artifact), its metadata and identity."""
 
-    image: Any  # wa_image * (freed with this object)
-    size: int  # of the file
-    meta: dict[str, Any]
-    digest: str  # the file's checksum (hex)
-    signed: bool
+    __slots__ = ("image", "size", "meta", "digest", "signed")
+
+    def __init__(self, image: Any, size: int, meta: dict[str, Any], digest: str, signed: bool) -> None:
+        self.image = image  # wa_image * (freed with this object)
+        self.size = size  # of the file
+        self.meta = meta
+        self.digest = digest  # the file's checksum (hex)
+        self.signed = signed
 
     @property
     def identity(self) -> tuple:
@@ -102,10 +106,16 @@ class Verified:
         """The file's bytes [off, off + n) as checked (also once linked: relocations are undone)."""
         if n is None:
             n = self.size - off
-        buf = ffi.new("char[]", max(n, 1))
-        if not lib.wa_image_read(self.image, off, n, buf):
+        if off < 0 or n < 0 or off + n > self.size:
             raise ValueError(f"bytes {off}..{off + n} are outside the artifact")
-        return ffi.buffer(buf, n)[:]
+        return _read(self.image, off, n)
+
+
+def _read(img: Any, off: int, n: int) -> bytes:
+    """Bytes [off, off + n) of a copied image's file, which the caller knows to lie inside it."""
+    buf = ffi.new("char[]", max(n, 1))
+    lib.wa_image_read(img, off, n, buf)
+    return ffi.buffer(buf, n)[:]
 
 
 def _open(path: str | None, data: bytes | None, where: str, map_file: bool) -> tuple[Any, str | None]:
@@ -164,25 +174,18 @@ def verify(data: bytes, where: str, key: bytes | None = None, path: str | None =
             data = _read_file(path)
         raise _refuse(data, where, key, layout_error)
     size = lib.wa_image_file_len(img)
-
-    def read(off: int, n: int) -> bytes:
-        buf = ffi.new("char[]", max(n, 1))
-        lib.wa_image_read(img, off, n, buf)
-        return ffi.buffer(buf, n)[:]
-
-    raw = read(size - trailer.TRAILER_SIZE, trailer.TRAILER_SIZE) if size >= trailer.TRAILER_SIZE else b""
-    if trailer.find(raw) is None:
-        raise ArtifactError(f"{where}: {_diagnose(read(0, size))}")
-    t = trailer.parse(raw)
+    raw = _read(img, size - trailer.TRAILER_SIZE, trailer.TRAILER_SIZE) if size >= trailer.TRAILER_SIZE else b""
+    t = trailer.unpack(raw) if raw else None
+    if t is None:
+        raise ArtifactError(f"{where}: {_diagnose(_read(img, 0, size))}")
     if t.body_len != size - trailer.TRAILER_SIZE or lib.wa_image_checksum(img) != t.checksum:
         raise ArtifactError(f"{where}: {CORRUPT}")
-    signed = _check_signature(t, raw, lambda: read(0, t.body_len), where, key)
+    signed = _check_signature(t, raw, lambda: _read(img, 0, t.body_len), where, key)
     digest = f"{t.checksum:016x}"
-    ident = (digest, size, signed)
-    meta = _checked.get(ident)
+    meta = _checked.get((digest, size, signed))
     if meta is None:
-        meta = _check(read(0, 64), read, t, where)
-        _checked[ident] = meta
+        meta = _check(_read(img, 0, 64), lambda off, n: _read(img, off, n), t, where)
+        _checked[(digest, size, signed)] = meta
     return Verified(img, size, meta, digest, signed)
 
 
@@ -242,34 +245,58 @@ def verify_file(path: str, key: bytes | None = None) -> Verified:
     return verify(None, path, key, path=path)
 
 
-@dataclass
 class Mapped:
-    """A loaded artifact: its metadata and the addresses of its code."""
+    """A linked artifact: its metadata and the addresses of its code. Unmapped when collected
+    (its Modules, Instances and Functions hold it)."""
 
-    path: str
-    meta: dict[str, Any]
-    desc: Any  # wa_module_desc *
-    funcs: list[int]  # code address per defined function
-    tramps: list[Any]  # per type index
-    shims: list[Any]  # per imported function
-    datas: list[Any]  # per data segment
+    __slots__ = ("path", "meta", "desc", "funcs", "tramps", "shims", "_datas", "_base", "_span", "_names",
+                 "__weakref__")
+
+    def __init__(self, path: str, meta: dict[str, Any], desc: Any, base: Any, span: int) -> None:
+        lay = layout_of(meta)
+        self.path, self.meta, self.desc = path, meta, desc
+        self._base, self._span = base, span
+        # one C call per table rather than one cffi access per entry (large modules have thousands)
+        self.funcs: list[int] = ffi.unpack(ffi.cast("uintptr_t *", desc.funcs), lay.ndefined) if lay.ndefined else []
+        self.tramps: list[Any] = ffi.unpack(desc.tramps, len(lay.types)) if lay.types else []  # per type index
+        self.shims: list[Any] = ffi.unpack(desc.shims, lay.nimported) if lay.nimported else []  # per imported func
+        self._datas: list[Any] | None = None
+        self._names = register_functions(self)
+
+    @property
+    def datas(self) -> list[Any]:
+        """Per data segment, its bytes in the image."""
+        if self._datas is None:
+            n = len(self.meta["datas"])
+            self._datas = ffi.unpack(self.desc.datas, n) if n else []
+        return self._datas
+
+    def __del__(self) -> None:
+        # nothing refers to the code any more (whatever could call it holds this object)
+        names = getattr(self, "_names", None)
+        if names is None or sys.is_finalizing():  # a failed __init__; at exit, the process unmaps all
+            return
+        unregister_functions(names)
+        lib.wa_unmap_image(self._base, self._span)
 
 
-# Mapped images by content digest: the same verified bytes are mapped once per process, for as long
-# as something (a Module, hence its Instances and their Functions) uses them.
-_mapped: "weakref.WeakValueDictionary[tuple, Mapped]" = weakref.WeakValueDictionary()
+# Mapped images by identity: the same verified bytes are linked once per process, for as long as
+# something (a Module, hence its Instances and their Functions) uses them. Weak references whose
+# callback drops the entry (cheaper than a WeakValueDictionary).
+_mapped: dict[tuple, "weakref.ref[Mapped]"] = {}
 
 
-def _unmap(base: Any, span: int, names: Any) -> None:
-    from .frames import unregister_functions
-    unregister_functions(names)
-    lib.wa_unmap_image(base, span)
+def _forget(ident: tuple, ref: "weakref.ref[Mapped]") -> None:
+    if _mapped.get(ident) is ref:
+        del _mapped[ident]
+
+
 def map_artifact(path: str, v: Verified) -> Mapped:
     """Link a verified image. Each content is linked once per process."""
-    m = _mapped.get(v.identity)
+    ref = _mapped.get(v.identity)
+    m = ref() if ref is not None else None
     if m is not None:
         return m
-    meta = v.meta
     err = ffi.new("char[]", 256)
     sym = lib.wa_image_link(v.image, b"wa_module", err, 256)  # registers code ranges
     if sym == ffi.NULL:
@@ -277,16 +304,9 @@ def map_artifact(path: str, v: Verified) -> Mapped:
     base, span = lib.wa_image_base(v.image), lib.wa_image_span(v.image)
     desc = ffi.cast("wa_module_desc *", sym)
     if desc.abi_version != abi.ABI_VERSION:
+        lib.wa_unmap_image(base, span)
         raise ArtifactError(f"{path}: runtime ABI {desc.abi_version}, expected {abi.ABI_VERSION}")
-    nfuncs = len(meta["func_types"]) - sum(1 for i in meta["imports"] if i["type"]["kind"] == "func")
-    nimported = len(meta["func_types"]) - nfuncs
-    # one C call per table rather than one cffi access per entry (large modules have thousands)
-    funcs = ffi.unpack(ffi.cast("uintptr_t *", desc.funcs), nfuncs) if nfuncs else []
-    tramps = ffi.unpack(desc.tramps, len(meta["types"])) if meta["types"] else []
-    shims = ffi.unpack(desc.shims, nimported) if nimported else []
-    datas = ffi.unpack(desc.datas, len(meta["datas"])) if meta["datas"] else []
-    m = Mapped(path, meta, desc, funcs, tramps, shims, datas)
-    _mapped[v.identity] = m
-    from .frames import register_functions
-    weakref.finalize(m, _unmap, base, span, register_functions(m))
+    m = Mapped(path, v.meta, desc, base, span)
+    ident = v.identity
+    _mapped[ident] = weakref.ref(m, lambda r, ident=ident: _forget(ident, r))
     return m

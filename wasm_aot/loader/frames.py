@@ -12,10 +12,10 @@ if TYPE_CHECKING:
 class _Names:
     """What a frame needs of its artifact (not the artifact itself: it must stay collectable)."""
 
-    __slots__ = ("func_names", "module_name")
+    __slots__ = ("meta",)
 
     def __init__(self, meta: dict) -> None:
-        self.func_names, self.module_name = meta["func_names"], meta.get("module_name")
+        self.meta = meta
 
 
 _starts: list[int] = []
@@ -42,13 +42,10 @@ class Frame:
 def register_functions(m: "Mapped") -> _Names:
     """Remember a mapped module's code addresses; they are indexed only when a trap needs them
     (loading stays cheap). Returns the key for unregister_functions."""
-    from .runtime import ffi
-
     names = _Names(m.meta)
     nimported = len(m.meta["func_types"]) - len(m.funcs)
-    others = [int(ffi.cast("uintptr_t", p)) for p in m.tramps + m.shims]
-    with _lock:
-        _pending.append((names, m.funcs, nimported, others))
+    with _lock:  # addresses only (trampolines and shims as pointers): nothing is read from the image later
+        _pending.append((names, m.funcs, nimported, m.tramps + m.shims))
     return names
 
 
@@ -62,6 +59,8 @@ def unregister_functions(names: _Names) -> None:
 
 
 def _index_pending() -> None:
+    from .runtime import ffi
+
     with _lock:
         if not _pending and not _dead:
             return
@@ -72,7 +71,7 @@ def _index_pending() -> None:
         entries = [(a, o) for a, o in zip(_starts, _owners) if id(o[0]) not in dead]
         for names, funcs, first, others in _pending:
             entries += [(addr, (names, first + i)) for i, addr in enumerate(funcs)]
-            entries += [(addr, (names, None)) for addr in others]
+            entries += [(int(ffi.cast("uintptr_t", p)), (names, None)) for p in others]
         _pending.clear()
         entries.sort(key=lambda e: e[0])
         _starts[:] = [a for a, _ in entries]
@@ -90,5 +89,5 @@ def describe(pcs: list[int]) -> list[Frame]:
         names, idx = _owners[k]
         if idx is None:
             continue
-        out.append(Frame(idx, names.func_names.get(str(idx)), names.module_name))
+        out.append(Frame(idx, names.meta["func_names"].get(str(idx)), names.meta.get("module_name")))
     return out

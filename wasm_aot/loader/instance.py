@@ -9,14 +9,8 @@ from ..types import FuncType, GlobalType, MemoryType, TableType, ValType, Value
 from . import values as V
 from .artifact import Mapped
 from .externs import Extern, Function, Global, Memory, Table
+from .layout import Layout, layout_of, type_id
 from .runtime import RT_PTR, STACK_LIMIT_TLS, ffi, lib
-
-_type_ids: dict[FuncType, int] = {}
-
-
-def type_id(t: FuncType) -> int:
-    """Process-wide canonical id of a function type: call_indirect compares these."""
-    return _type_ids.setdefault(t, len(_type_ids) + 1)
 
 
 def _limits_match(have_min: int, have_max: int | None, want: Any) -> bool:
@@ -56,11 +50,9 @@ def _check_import(mod: str, name: str, want: Any, ext: Any) -> None:
             raise bad(f"expected {want}, got {ext.type}")
 
 
-def resolve_imports(meta: dict, imports: Any) -> list[Any]:
+def resolve_imports(lay: Layout, imports: Any) -> list[Any]:
     out = []
-    for imp in meta["imports"]:
-        mod, name = imp["module"], imp["name"]
-        want = extern_from_json(imp["type"])
+    for mod, name, want, kind in lay.imports:
         ns = imports.get(mod) if imports is not None else None
         if ns is None:
             raise LinkError(f"unknown import: {mod}.{name} (no namespace {mod!r})")
@@ -73,7 +65,7 @@ def resolve_imports(meta: dict, imports: Any) -> list[Any]:
                 ext = None
         if ext is None:
             raise LinkError(f"unknown import: {mod}.{name}")
-        if isinstance(want, FuncType) and callable(ext) and not isinstance(ext, Function):
+        if kind == "func" and callable(ext) and not isinstance(ext, Function):
             ext = Function(ext, want)  # a plain callable takes the type the module asks for
         _check_import(mod, name, want, ext)
         out.append(ext)
@@ -84,9 +76,9 @@ class Exports(Mapping[str, Extern]):
     """An instance's exports, in module order. Each extern object is made on first access: most
     programs use a few exports of many."""
 
-    def __init__(self, make: Any, entries: list[dict]) -> None:
+    def __init__(self, make: Any, entries: dict[str, tuple[str, int]]) -> None:
         self._make = make  # (kind, index) -> Extern
-        self._entries = {e["name"]: (e["kind"], e["index"]) for e in entries}
+        self._entries = entries  # name -> (kind, index), shared by every instance of the module
         self._items: dict[str, Extern] = {}
 
     def __getitem__(self, name: str) -> Extern:
@@ -126,33 +118,22 @@ class Instance:
         self.module = module
         self.data = data
         self._m = mapped
-        meta = mapped.meta
-        resolved = resolve_imports(meta, imports)
+        lay = self._layout = layout_of(mapped.meta)
+        resolved = resolve_imports(lay, imports) if lay.imports else []
         self._imports = resolved  # keeps what we link to alive
-        types = getattr(mapped, "_types", None)
-        if types is None:  # per artifact, not per instance
-            types = mapped._types = [extern_from_json(t) for t in meta["types"]]
-        self._types = types
-        func_types = meta["func_types"]
-        nfuncs = len(func_types)
+        self._types = lay.types
+        nfuncs = len(lay.func_types)
         ctx = self._ctx = ffi.new("wa_ctx *")
         ctx.stack_limit_tls = STACK_LIMIT_TLS
         ctx.rt = ffi.cast("void *", RT_PTR)
-        ctx.instance = ffi.NULL
+        ctx.type_ids = lay.type_ids  # kept alive by the layout, which lives as long as the process
 
-        # type ids
-        self._type_ids = ffi.new("uint32_t[]", max(len(types), 1))
-        for i, t in enumerate(types):
-            self._type_ids[i] = type_id(t)
-        ctx.type_ids = self._type_ids
-
-        imported = {"func": [], "table": [], "memory": [], "global": []}
-        for imp, ext in zip(meta["imports"], resolved):
-            imported[imp["type"]["kind"]].append(ext)
+        imported: dict[str, list] = {"func": [], "table": [], "memory": [], "global": []}
+        for kind, ext in zip(lay.import_kinds, resolved):
+            imported[kind].append(ext)
 
         # functions: imports first (host functions through this module's shims)
-        self._funcs = ffi.new("wa_funcref[]", max(nfuncs, 1))
-        ctx.funcs = self._funcs
+        self._funcs = ctx.funcs = ffi.new("wa_funcref[]", nfuncs) if nfuncs else ffi.NULL
         self._hostfuncs = []
         for i, f in enumerate(imported["func"]):
             fr = self._funcs[i]
@@ -171,19 +152,16 @@ class Instance:
             else:
                 src = f._funcref
                 fr.code, fr.ctx, fr.type_id = src.code, src.ctx, src.type_id
-        nimp = len(imported["func"])
-        ndefined = len(mapped.funcs)
-        if ndefined:
-            tidx = getattr(mapped, "_defined_type_index", None)
-            if tidx is None:  # per artifact, not per instance
-                tidx = mapped._defined_type_index = ffi.new("uint32_t[]", func_types[nimp:])
-            lib.wa_fill_funcrefs(ffi.addressof(self._funcs, nimp), ffi.cast("void **", mapped.desc.funcs), tidx,
-                                 self._type_ids, ctx, ndefined)
+        nimp = lay.nimported
+        if lay.ndefined:
+            lib.wa_fill_funcrefs(self._funcs + nimp, ffi.cast("void **", mapped.desc.funcs), lay.defined_type_index,
+                                 lay.type_ids, ctx, lay.ndefined)
         self._func_objects: dict[int, Function] = {}
-        V.register_funcrefs(int(ffi.cast("uintptr_t", self._funcs)), nfuncs, self)
+        if nfuncs:
+            V.register_funcrefs(int(ffi.cast("uintptr_t", self._funcs)), nfuncs, self)
 
         # memory
-        mems = imported["memory"] + [Memory(extern_from_json(m)) for m in meta["memories"]]
+        mems = imported["memory"] + [Memory(t) for t in lay.memories] if lay.memories else imported["memory"]
         self._memories = mems
         self._memory = mems[0] if mems else None
         if self._memory is not None:
@@ -191,26 +169,24 @@ class Instance:
             ctx.mem0_base = self._memory._ptr.base
 
         # tables
-        tables = imported["table"] + [Table(extern_from_json(t)) for t in meta["tables"]]
+        tables = imported["table"] + [Table(t) for t in lay.tables] if lay.tables else imported["table"]
         self._tables = tables
-        self._table_ptrs = ffi.new("wa_table *[]", max(len(tables), 1))
-        for i, t in enumerate(tables):
-            self._table_ptrs[i] = t._ptr
-        ctx.tables = self._table_ptrs
+        if tables:
+            self._table_ptrs = ctx.tables = ffi.new("wa_table *[]", [t._ptr for t in tables])
 
         # globals, initialised in order (an initialiser may read imported globals)
         globs = list(imported["global"])
         self._globals = globs
-        self._global_ptrs = ffi.new("uint8_t *[]", max(len(globs) + len(meta["globals"]), 1))
-        for i, g in enumerate(globs):
-            self._global_ptrs[i] = g._cell
-        for g in meta["globals"]:
-            gt = extern_from_json(g["type"])
-            glob = Global(gt)
-            V.write_slot(glob._u64, 0, gt.valtype, self.eval_const(g["init"], gt.valtype))
-            self._global_ptrs[len(globs)] = glob._cell
-            globs.append(glob)
-        ctx.globals = self._global_ptrs
+        if globs or lay.globals:
+            self._global_ptrs = ffi.new("uint8_t *[]", len(globs) + len(lay.globals))
+            for i, g in enumerate(globs):
+                self._global_ptrs[i] = g._cell
+            for gt, init in lay.globals:
+                glob = Global(gt)
+                V.write_slot(glob._u64, 0, gt.valtype, self.eval_const(init, gt.valtype))
+                self._global_ptrs[len(globs)] = glob._cell
+                globs.append(glob)
+            ctx.globals = self._global_ptrs
 
         # wasm may store references to this instance's functions in any of its tables and funcref
         # globals, imported or its own (exported, they can outlive it): they keep it alive
@@ -221,31 +197,24 @@ class Instance:
                 g._keepalive.add(self)
 
         # data and element segments (passive ones stay available to memory.init / table.init)
-        ndata = len(meta["datas"])
-        self._data_ptrs = ffi.new("uint8_t *[]", max(ndata, 1))
-        self._data_sizes = ffi.new("uint32_t[]", max(ndata, 1))
-        for i, d in enumerate(meta["datas"]):
-            self._data_ptrs[i] = mapped.datas[i]
-            self._data_sizes[i] = d["size"]
-        ctx.data_ptrs, ctx.data_sizes = self._data_ptrs, self._data_sizes
-        nelem = len(meta["elems"])
-        self._elem_arrays = []
-        self._elem_items = ffi.new("void **[]", max(nelem, 1))
-        self._elem_sizes = ffi.new("uint32_t[]", max(nelem, 1))
-        for i, e in enumerate(meta["elems"]):
-            et = ValType[e["type"]]
-            arr = ffi.new("void *[]", max(len(e["init"]), 1))
-            for k, x in enumerate(e["init"]):
-                arr[k] = ffi.cast("void *", self.eval_const(x, et))
-            self._elem_arrays.append(arr)
-            self._elem_items[i] = arr
-            self._elem_sizes[i] = len(e["init"])
-        ctx.elem_items, ctx.elem_sizes = self._elem_items, self._elem_sizes
+        if lay.data_sizes:
+            ctx.data_ptrs = mapped.desc.datas  # in the artifact's image, read-only
+            self._data_sizes = ctx.data_sizes = ffi.new("uint32_t[]", lay.data_sizes)
+        if lay.elems:
+            self._elem_arrays = []
+            self._elem_items = ctx.elem_items = ffi.new("void **[]", len(lay.elems))
+            self._elem_sizes = ctx.elem_sizes = ffi.new("uint32_t[]", len(lay.elems))
+            for i, (et, e) in enumerate(lay.elems):
+                arr = ffi.new("void *[]", [ffi.cast("void *", self.eval_const(x, et)) for x in e["init"]]) \
+                    if e["init"] else ffi.NULL
+                self._elem_arrays.append(arr)
+                self._elem_items[i] = arr
+                self._elem_sizes[i] = len(e["init"])
 
-        self._exports = Exports(self._export_extern, meta["exports"])
+        self._exports = Exports(self._export_extern, lay.exports)
 
         # active segments, in order; a failure traps like table.init / memory.init would
-        for i, e in enumerate(meta["elems"]):
+        for i, (_, e) in enumerate(lay.elems):
             if e["mode"] == "active":
                 off = self.eval_const(e["offset"], ValType.I32)
                 t = tables[e["table"]]
@@ -253,14 +222,15 @@ class Instance:
                     raise Trap(TrapCode.TABLE_ACCESS_OUT_OF_BOUNDS, "in an element segment at instantiation")
             if e["mode"] != "passive":
                 self._elem_sizes[i] = 0
-        for i, d in enumerate(meta["datas"]):
-            if d["mode"] == "active":
-                off = self.eval_const(d["offset"], ValType.I32)
-                if lib.wa_init_memory(mems[d["memory"]]._ptr, off, self._data_ptrs[i], self._data_sizes[i]) != 0:
-                    raise Trap(TrapCode.MEMORY_OUT_OF_BOUNDS, "in a data segment at instantiation")
-                self._data_sizes[i] = 0
-        if meta["start"] is not None:
-            self.funcref_object(meta["start"])()
+        if lay.data_sizes:
+            for i, d in enumerate(mapped.meta["datas"]):
+                if d["mode"] == "active":
+                    off = self.eval_const(d["offset"], ValType.I32)
+                    if lib.wa_init_memory(mems[d["memory"]]._ptr, off, mapped.datas[i], self._data_sizes[i]) != 0:
+                        raise Trap(TrapCode.MEMORY_OUT_OF_BOUNDS, "in a data segment at instantiation")
+                    self._data_sizes[i] = 0
+        if mapped.meta["start"] is not None:
+            self.funcref_object(mapped.meta["start"])()
 
     # ---- constant expressions ----
 

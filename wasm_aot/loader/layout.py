@@ -1,0 +1,57 @@
+"""What instantiation needs of an artifact's metadata, derived once per content.
+
+The metadata is JSON; turning it into types, counts and C arrays costs more than instantiating
+itself. A Layout does that once per checked metadata (the loader shares one dict per content), so
+each instance only allocates what is its own.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..metadata import extern_from_json
+from ..types import FuncType, ValType
+from .runtime import ffi
+
+_type_ids: dict[FuncType, int] = {}
+
+
+def type_id(t: FuncType) -> int:
+    """Process-wide canonical id of a function type: call_indirect compares these."""
+    return _type_ids.setdefault(t, len(_type_ids) + 1)
+
+
+class Layout:
+    __slots__ = ("meta", "types", "imports", "import_kinds", "nimported", "ndefined", "type_ids",
+                 "defined_type_index", "memories", "tables", "globals", "data_sizes", "elems", "exports",
+                 "func_types")
+
+    def __init__(self, meta: dict) -> None:
+        self.meta = meta  # keeps the key of _layouts alive
+        self.types = [extern_from_json(t) for t in meta["types"]]
+        self.func_types: list[int] = meta["func_types"]
+        # (module, name, wanted type, kind) per import
+        self.imports = [(i["module"], i["name"], extern_from_json(i["type"]), i["type"]["kind"])
+                        for i in meta["imports"]]
+        self.import_kinds = [k for *_, k in self.imports]
+        self.nimported = self.import_kinds.count("func")
+        self.ndefined = len(self.func_types) - self.nimported
+        # canonical ids are fixed for the process: every instance shares this array
+        self.type_ids = ffi.new("uint32_t[]", [type_id(t) for t in self.types]) if self.types else ffi.NULL
+        self.defined_type_index = ffi.new("uint32_t[]", self.func_types[self.nimported:]) \
+            if self.ndefined else ffi.NULL
+        self.memories = [extern_from_json(m) for m in meta["memories"]]
+        self.tables = [extern_from_json(t) for t in meta["tables"]]
+        self.globals = [(extern_from_json(g["type"]), g["init"]) for g in meta["globals"]]
+        self.data_sizes = [d["size"] for d in meta["datas"]]
+        self.elems = [(ValType[e["type"]], e) for e in meta["elems"]]
+        self.exports = {e["name"]: (e["kind"], e["index"]) for e in meta["exports"]}
+
+
+_layouts: dict[int, Layout] = {}  # by id of the shared metadata dict (which the Layout keeps alive)
+
+
+def layout_of(meta: dict) -> Layout:
+    lay = _layouts.get(id(meta))
+    if lay is None:
+        lay = _layouts[id(meta)] = Layout(meta)
+    return lay
