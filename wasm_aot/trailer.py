@@ -48,6 +48,8 @@ def resolve_key(key: bytes | str | None) -> bytes | None:
     """The signing key in force: `key` if given, else $WASM_AOT_SIGNING_KEY; empty means none."""
     if key is None:
         key = os.environ.get(KEY_ENV)
+        if not key:  # the common case, on every load
+            return None
     if isinstance(key, str):
         key = key.encode()
     if key is not None and not isinstance(key, (bytes, bytearray)):

@@ -125,12 +125,13 @@ class Instance:
         nfuncs = len(lay.func_types)
         ctx = self._ctx = ffi.new("wa_ctx *")
         ctx.stack_limit_tls = STACK_LIMIT_TLS
-        ctx.rt = ffi.cast("void *", RT_PTR)
+        ctx.rt = RT_PTR
         ctx.type_ids = lay.type_ids  # kept alive by the layout, which lives as long as the process
 
         imported: dict[str, list] = {"func": [], "table": [], "memory": [], "global": []}
-        for kind, ext in zip(lay.import_kinds, resolved):
-            imported[kind].append(ext)
+        if resolved:
+            for kind, ext in zip(lay.import_kinds, resolved):
+                imported[kind].append(ext)
 
         # functions: imports first (host functions through this module's shims)
         self._funcs = ctx.funcs = ffi.new("wa_funcref[]", nfuncs) if nfuncs else ffi.NULL
@@ -154,7 +155,7 @@ class Instance:
                 fr.code, fr.ctx, fr.type_id = src.code, src.ctx, src.type_id
         nimp = lay.nimported
         if lay.ndefined:
-            lib.wa_fill_funcrefs(self._funcs + nimp, ffi.cast("void **", mapped.desc.funcs), lay.defined_type_index,
+            lib.wa_fill_funcrefs(self._funcs + nimp, mapped.desc.funcs, lay.defined_type_index,
                                  lay.type_ids, ctx, lay.ndefined)
         self._func_objects: dict[int, Function] = {}
         if nfuncs:
