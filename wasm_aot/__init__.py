@@ -12,12 +12,24 @@ from .types import (EXTERNREF, F32, F64, FUNCREF, I32, I64, V128, ExportType, Fu
 
 from .version import __version__
 
-from .compiler import compile
 from .loader.externs import Context, Function, Global, ImportObject, Memory, Table
 from .loader.frames import Frame
 from .loader.interrupt import deadline, interrupt
 from .loader.instance import Instance
 from .loader.module import Module, load
+
+
+
+def __getattr__(name: str) -> object:
+    # wa.compile imports the compiler's front end (decoder, validator, cache) on first use only: a
+    # process that only loads artifacts never pays for it (and never for llvmlite, which only
+    # compiling imports)
+    if name == "compile":
+        from .compiler import compile
+        globals()["compile"] = compile
+        return compile
+    raise AttributeError(f"module 'wasm_aot' has no attribute {name!r}")
+
 
 __all__ = [
     "ArtifactError", "CompileError", "Context", "EXTERNREF", "Error", "ExportNotFound", "ExportType",

@@ -6,11 +6,12 @@ mapped. Neither side imports the other: this module is the format between them.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import opcodes as op
-from .ir import Expr, ExternKind, Module, SegmentMode
 from .types import FuncType, GlobalType, Limits, MemoryType, TableType, ValType
+
+if TYPE_CHECKING:  # the compiler's side only: loading an artifact does not import the IR
+    from .ir import Expr, Module
 
 FORMAT_VERSION = 2
 SECTION = ".wa_meta"
@@ -49,6 +50,8 @@ def extern_from_json(d: dict) -> Any:
 
 def expr_to_json(e: Expr) -> list:
     """A constant expression as [[mnemonic, imm], ...]."""
+    from . import opcodes as op
+
     out = []
     for opc, imm, _pos in e:
         if isinstance(imm, ValType):
@@ -58,10 +61,14 @@ def expr_to_json(e: Expr) -> list:
 
 
 def _import_type(mod: Module, imp) -> Any:
+    from .ir import ExternKind
+
     return mod.types[imp.desc] if imp.kind is ExternKind.FUNC else imp.desc
 
 
-def _export_type(mod: Module, kind: ExternKind, index: int) -> Any:
+def _export_type(mod: Module, kind: Any, index: int) -> Any:
+    from .ir import ExternKind
+
     if kind is ExternKind.FUNC:
         return mod.types[mod.func_type_indices()[index]]
     if kind is ExternKind.TABLE:

@@ -21,8 +21,6 @@ module is the format between them.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import struct
 from typing import NamedTuple
@@ -59,10 +57,15 @@ def resolve_key(key: bytes | str | None) -> bytes | None:
 
 def key_id(key: bytes | None) -> str | None:
     """What the cache key records about a key: a hash, never the key itself."""
+    import hashlib  # here and below: only signing needs them, and OpenSSL costs ~3 ms to import
+
     return None if key is None else hashlib.sha256(b"wasm-aot signing key\0" + key).hexdigest()
 
 
 def _mac(key: bytes, head: bytes, body: bytes | memoryview) -> bytes:
+    import hashlib
+    import hmac
+
     return hmac.new(key, head + hashlib.sha256(body).digest(), hashlib.sha256).digest()
 
 
@@ -107,4 +110,6 @@ def parse(raw: bytes) -> Trailer:
 
 
 def signature_ok(raw: bytes, body: bytes | memoryview, key: bytes) -> bool:
+    import hmac
+
     return hmac.compare_digest(_mac(key, raw[:HEAD_SIZE], body), raw[HEAD_SIZE:HEAD_SIZE + 32])

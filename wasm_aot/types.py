@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 
@@ -36,14 +35,57 @@ I32, I64, F32, F64, V128 = ValType.I32, ValType.I64, ValType.F32, ValType.F64, V
 FUNCREF, EXTERNREF = ValType.FUNCREF, ValType.EXTERNREF
 
 
-@dataclass(frozen=True)
-class FuncType:
+_set = object.__setattr__
+
+
+class Record:
+    """A small immutable value compared by its fields: what @dataclass(frozen=True) makes, without
+    importing dataclasses (~10 ms) in a process that only loads artifacts."""
+
+    __slots__ = ()
+    _fields: tuple[str, ...] = ()
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, f) for f in self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{f}={getattr(self, f)!r}' for f in self._fields)})"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}: {type(self).__name__} is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}: {type(self).__name__} is immutable")
+
+    def __reduce__(self) -> tuple:
+        return type(self), self._values()
+
+
+class FuncType(Record):
+    __slots__ = _fields = ("params", "results")
     params: tuple[ValType, ...]
     results: tuple[ValType, ...]
 
     def __init__(self, params: Iterable[ValType] = (), results: Iterable[ValType] = ()) -> None:
-        object.__setattr__(self, "params", tuple(params))
-        object.__setattr__(self, "results", tuple(results))
+        _set(self, "params", tuple(params))
+        _set(self, "results", tuple(results))
+
+    # the canonical type ids of call_indirect are keyed by FuncType: keep these two cheap
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not FuncType:
+            return NotImplemented
+        return self.params == other.params and self.results == other.results  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.params, self.results))
 
     def __str__(self) -> str:
         p = ", ".join(map(str, self.params))
@@ -54,36 +96,51 @@ class FuncType:
         return f"FuncType([{', '.join(map(repr, self.params))}], [{', '.join(map(repr, self.results))}])"
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(Record):
+    __slots__ = _fields = ("min", "max")
     min: int
-    max: int | None = None
+    max: int | None
+
+    def __init__(self, min: int, max: int | None = None) -> None:
+        _set(self, "min", min)
+        _set(self, "max", max)
 
     def __str__(self) -> str:
         return f"{self.min}..{'' if self.max is None else self.max}"
 
 
-@dataclass(frozen=True)
-class MemoryType:
+class MemoryType(Record):
+    __slots__ = _fields = ("limits",)
     limits: Limits
+
+    def __init__(self, limits: Limits) -> None:
+        _set(self, "limits", limits)
 
     def __str__(self) -> str:
         return f"memory {self.limits}"
 
 
-@dataclass(frozen=True)
-class TableType:
+class TableType(Record):
+    __slots__ = _fields = ("elem", "limits")
     elem: ValType
     limits: Limits
+
+    def __init__(self, elem: ValType, limits: Limits) -> None:
+        _set(self, "elem", elem)
+        _set(self, "limits", limits)
 
     def __str__(self) -> str:
         return f"table {self.limits} {self.elem}"
 
 
-@dataclass(frozen=True)
-class GlobalType:
+class GlobalType(Record):
+    __slots__ = _fields = ("valtype", "mutable")
     valtype: ValType
-    mutable: bool = False
+    mutable: bool
+
+    def __init__(self, valtype: ValType, mutable: bool = False) -> None:
+        _set(self, "valtype", valtype)
+        _set(self, "mutable", mutable)
 
     def __str__(self) -> str:
         return f"global {'mut ' if self.mutable else ''}{self.valtype}"
@@ -92,17 +149,26 @@ class GlobalType:
 ExternType = FuncType | MemoryType | TableType | GlobalType
 
 
-@dataclass(frozen=True)
-class ImportType:
+class ImportType(Record):
+    __slots__ = _fields = ("module", "name", "type")
     module: str
     name: str
     type: ExternType
 
+    def __init__(self, module: str, name: str, type: ExternType) -> None:
+        _set(self, "module", module)
+        _set(self, "name", name)
+        _set(self, "type", type)
 
-@dataclass(frozen=True)
-class ExportType:
+
+class ExportType(Record):
+    __slots__ = _fields = ("name", "type")
     name: str
     type: ExternType
+
+    def __init__(self, name: str, type: ExternType) -> None:
+        _set(self, "name", name)
+        _set(self, "type", type)
 
 
 _MASK = {I32: (1 << 32) - 1, I64: (1 << 64) - 1, F32: (1 << 32) - 1, F64: (1 << 64) - 1, V128: (1 << 128) - 1}

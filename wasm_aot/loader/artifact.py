@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import weakref
 import os
-import platform
 import struct
 import sys
 from typing import Any
@@ -41,7 +40,7 @@ CPU = "built for CPU features this machine lacks: {missing}"
 _ELF_MACHINES = {3: "i386", 40: "arm", 62: "x86_64", 183: "aarch64", 243: "riscv64"}
 
 
-_MACHINE = os.uname().machine if hasattr(os, "uname") else platform.machine()
+_MACHINE = os.uname().machine
 
 
 def machine_triple_arch() -> str:
@@ -256,8 +255,11 @@ class Mapped:
         lay = layout_of(meta)
         self.path, self.meta, self.desc = path, meta, desc
         self._base, self._span = base, span
-        # one C call per table rather than one cffi access per entry (large modules have thousands)
-        self.funcs: list[int] = ffi.unpack(ffi.cast("uintptr_t *", desc.funcs), lay.ndefined) if lay.ndefined else []
+        # the code address of each defined function, copied (one memmove: Python ints for thousands of
+        # functions cost more than the rest of loading) for the frame index, which reads it on a trap
+        self.funcs: Any = ffi.new("uintptr_t[]", lay.ndefined)
+        if lay.ndefined:
+            ffi.memmove(self.funcs, desc.funcs, lay.ndefined * ffi.sizeof("uintptr_t"))
         self.tramps: list[Any] = ffi.unpack(desc.tramps, len(lay.types)) if lay.types else []  # per type index
         self.shims: list[Any] = ffi.unpack(desc.shims, lay.nimported) if lay.nimported else []  # per imported func
         self._datas: list[Any] | None = None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
 
 # LLVM feature -> /proc/cpuinfo flag, where the names differ. None: no flag to check (a mode or a
 # pseudo-feature that every CPU of the architecture has, or one the kernel does not report).
@@ -31,7 +30,7 @@ _ARM = {
     "v8a": None, "v8.1a": None, "v8.2a": None, "v8.3a": None, "v8.4a": None, "v8.5a": None, "v8.6a": None,
 }
 
-_MACHINE = os.uname().machine if hasattr(os, "uname") else platform.machine()
+_MACHINE = os.uname().machine
 _host_flags: frozenset[str] | None = None
 
 
@@ -40,13 +39,21 @@ def host_flags() -> frozenset[str]:
     global _host_flags
     if _host_flags is None:
         flags: set[str] = set()
-        try:
-            with open("/proc/cpuinfo") as f:
-                for line in f:
-                    k, _, v = line.partition(":")
-                    if k.strip() in ("flags", "Features"):
-                        flags.update(v.split())
+        try:  # the first CPU's block is enough; raw reads (the kernel writes this file on each read)
+            fd = os.open("/proc/cpuinfo", os.O_RDONLY)
+            try:
+                text = b""
+                while True:
+                    chunk = os.read(fd, 16384)
+                    text += chunk
+                    lines = text.split(b"\n")
+                    found = [ln for ln in lines[:-1] if ln.partition(b":")[0].strip() in (b"flags", b"Features")]
+                    if found or not chunk:
                         break
+            finally:
+                os.close(fd)
+            if found:
+                flags.update(found[0].partition(b":")[2].decode(errors="replace").split())
         except OSError:
             pass
         _host_flags = frozenset(flags)

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import bisect
 import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from ..types import Record, _set
 
 if TYPE_CHECKING:
     from .artifact import Mapped
@@ -26,13 +27,18 @@ _pending: list[tuple[_Names, list[int], int, list[int]]] = []
 _lock = threading.Lock()
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(Record):
     """One wasm frame of a trap's backtrace."""
 
+    __slots__ = _fields = ("func_index", "func_name", "module")
     func_index: int
     func_name: str | None
     module: str | None
+
+    def __init__(self, func_index: int, func_name: str | None, module: str | None) -> None:
+        _set(self, "func_index", func_index)
+        _set(self, "func_name", func_name)
+        _set(self, "module", module)
 
     def __str__(self) -> str:
         name = self.func_name or f"func[{self.func_index}]"
@@ -43,7 +49,7 @@ def register_functions(m: "Mapped") -> _Names:
     """Remember a mapped module's code addresses; they are indexed only when a trap needs them
     (loading stays cheap). Returns the key for unregister_functions."""
     names = _Names(m.meta)
-    nimported = len(m.meta["func_types"]) - len(m.funcs)
+    nimported = len(m.meta["func_types"]) - len(m.funcs)  # m.funcs: a copy, still valid once unmapped
     with _lock:  # addresses only (trampolines and shims as pointers): nothing is read from the image later
         _pending.append((names, m.funcs, nimported, m.tramps + m.shims))
     return names
@@ -70,7 +76,7 @@ def _index_pending() -> None:
         _pending[:] = [p for p in _pending if id(p[0]) not in dead]
         entries = [(a, o) for a, o in zip(_starts, _owners) if id(o[0]) not in dead]
         for names, funcs, first, others in _pending:
-            entries += [(addr, (names, first + i)) for i, addr in enumerate(funcs)]
+            entries += [(addr, (names, first + i)) for i, addr in enumerate(ffi.unpack(funcs, len(funcs)))]
             entries += [(int(ffi.cast("uintptr_t", p)), (names, None)) for p in others]
         _pending.clear()
         entries.sort(key=lambda e: e[0])

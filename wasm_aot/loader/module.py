@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
 from .. import trailer
@@ -66,6 +65,8 @@ class Module:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the artifact (the verified bytes, not whatever its file holds now) to `path`, atomically."""
+        import tempfile
+
         path = os.fspath(path)
         fd, tmp = tempfile.mkstemp(prefix=".wa-", suffix=".so", dir=os.path.dirname(os.path.abspath(path)))
         try:
