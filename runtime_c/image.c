@@ -5,13 +5,12 @@
  * a dynamic section, RELATIVE relocations and, for the odd libcall (memcpy, floorf, ...), symbol
  * relocations resolved in the process's global scope.  Anything else is refused, loudly.
  *
- * The source (the file, or bytes in memory) is read exactly once: each
- * segment is copied to its place in a fresh private mapping, every other byte of the file (headers,
- * symbols, metadata, trailer) into a side buffer.  The checksum is then computed over those copies,
- * in file order, so what is checked is what will run, even if the file changes meanwhile.  Linking
- * (relocations, protections, registering the code) happens only once the loader has checked
- * everything; the original bytes of the writable segments are kept aside first, so the file's exact
- * bytes can still be read back (Module.serialize) from a linked image.
+ * The source (the file, or bytes in memory) is read exactly once, into a private copy of the whole
+ * file (the view), and each segment is copied from there to its place in a fresh private mapping.
+ * The checksum is computed over the view, so what is checked is what will run, even if the file
+ * changes meanwhile.  Linking (relocations, protections, registering the code) happens only once
+ * the loader has checked everything; the view keeps the file's exact bytes, so they can still be
+ * read back (Module.serialize) from a linked image.
  */
 #include <elf.h>
 #include <fcntl.h>
@@ -36,54 +35,28 @@
 
 #define IMG_MAX_PHDRS 16
 #define IMG_READ_WHOLE (256u << 10) /* files up to this size are read whole into one private copy */
-#define IMG_MAX_RANGES (2 * IMG_MAX_PHDRS + 1)
 #define IMG_FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); goto fail; } while (0)
-
-/* Where the bytes [off, off + len) of the file live now: in the image (at base + where) or in
- * the side buffer (at saved + where). */
-typedef struct {
-    uint64_t off, len, where;
-    int saved;
-} img_range;
 
 typedef struct wa_image wa_image;
 struct wa_image {
     uint8_t *base;        /* the private mapping of the segments (owned until unmapped) */
     size_t span;
-    uint8_t *saved;       /* file bytes outside the segments, then the writable segments' originals */
-    size_t nsaved;
     uint64_t file_len;
-    uint64_t checksum;    /* XXH64 of file bytes [0, checked_len) as copied */
-    uint8_t *view;        /* the whole file, when read whole or mapped (see wa_image_open) */
-    int view_mapped;      /* the view is a mapping of the file, not a private copy */
+    uint64_t checksum;    /* XXH3-64 of file bytes [0, file_len - unchecked) as read */
+    uint8_t *view;        /* the whole file: a private copy, or a mapping of it (see wa_image_open) */
+    int view_mapped;
     Elf64_Ehdr eh;        /* the headers the copy was laid out by */
     Elf64_Phdr ph[IMG_MAX_PHDRS];
-    int nranges, linked;
-    img_range ranges[IMG_MAX_RANGES];
+    int linked;
 };
 
 static int in_file(uint64_t off, uint64_t n, uint64_t len) { return off <= len && n <= len - off; }
 
-static const uint8_t *range_ptr(const wa_image *im, const img_range *r) {
-    return (r->saved ? im->saved : im->base) + r->where;
-}
-
-/* The file's bytes [off, off + n) as copied; 0 when they lie outside the file. */
+/* The file's bytes [off, off + n) as read; 0 when they lie outside the file. */
 int wa_image_read(const wa_image *im, uint64_t off, uint64_t n, void *dst) {
     if (!in_file(off, n, im->file_len)) return 0;
-    if (im->view) {
-        memcpy(dst, im->view + off, n);
-        return 1;
-    }
-    uint8_t *out = (uint8_t *)dst;
-    for (int i = 0; i < im->nranges && n; i++) {
-        const img_range *r = &im->ranges[i];
-        if (off >= r->off + r->len || off < r->off) continue;
-        uint64_t k = r->off + r->len - off < n ? r->off + r->len - off : n;
-        memcpy(out, range_ptr(im, r) + (off - r->off), k);
-        out += k, off += k, n -= k;
-    }
-    return n == 0;
+    memcpy(dst, im->view + off, n);
+    return 1;
 }
 
 uint64_t wa_image_checksum(const wa_image *im) { return im->checksum; }
@@ -94,51 +67,27 @@ void wa_image_free(wa_image *im) {
     if (im->base && !im->linked) munmap(im->base, im->span);
     if (im->view && im->view_mapped) munmap(im->view, im->file_len);
     else free(im->view);
-    free(im->saved);
     free(im);
 }
 
-/* Where the artifact's bytes come from: a file (read with pread, so a file that shrinks while it is
- * read gives a short read, not a SIGBUS) or bytes in memory. */
-typedef struct {
-    int fd;
-    const uint8_t *mem;
-    uint64_t len;
-} img_source;
-
-static int src_read(const img_source *s, uint64_t off, void *dst, uint64_t n) {
-    if (!in_file(off, n, s->len)) return -1;
-    if (s->mem) {
-        memcpy(dst, s->mem + off, n);
-        return 0;
-    }
-    uint8_t *p = (uint8_t *)dst;
-    while (n) {
-        ssize_t k = pread(s->fd, p, n > (1u << 30) ? (1u << 30) : n, (off_t)off);
+/* Reads all of fd into dst (pread: a file that shrinks meanwhile gives a short read, not a SIGBUS). */
+static int read_all(int fd, uint8_t *dst, uint64_t n) {
+    uint64_t off = 0;
+    while (off < n) {
+        ssize_t k = pread(fd, dst + off, n - off > (1u << 30) ? (1u << 30) : n - off, (off_t)off);
         if (k < 0 && errno == EINTR) continue;
         if (k <= 0) return -1;
-        p += k, off += (uint64_t)k, n -= (uint64_t)k;
+        off += (uint64_t)k;
     }
     return 0;
 }
 
-static int add_saved(wa_image *im, const img_source *src, uint64_t off, uint64_t n) {
-    if (!n) return 0;
-    uint8_t *p = realloc(im->saved, im->nsaved + n);
-    if (!p) return -1;
-    im->saved = p;
-    if (src_read(src, off, p + im->nsaved, n)) return -2;
-    im->ranges[im->nranges++] = (img_range){off, n, im->nsaved, 1};
-    im->nsaved += n;
-    return 0;
-}
-
-/* Copies the artifact at `path` (or, path being NULL, in mem[0, mem_len)) as described above and
+/* Reads the artifact at `path` (or, path being NULL, in mem[0, mem_len)) as described above and
  * checksums its bytes but the last `unchecked` ones.  NULL on failure: *err_no is an errno value
  * when the file cannot be read; otherwise err says why the bytes are not an image this loader can
  * lay out (the caller diagnoses further: most such files are corrupt or not ours).
  *
- * With `map_file`, the file is mapped instead of copied, as ld.so maps a library: its pages are
+ * With `map_file`, a large file is mapped instead of copied, as ld.so maps a library: its pages are
  * shared with the page cache (and every other process using the artifact), nothing is copied or
  * zeroed, and the checksum reads the same pages the code runs from.  What that gives up is the
  * guarantee against a file rewritten in place after the check, so the loader uses it only when
@@ -146,15 +95,16 @@ static int add_saved(wa_image *im, const img_source *src, uint64_t off, uint64_t
  * self-consistent artifact, and the checksum is there for accidental damage. */
 wa_image *wa_image_open(const char *path, const void *mem, uint64_t mem_len, uint64_t unchecked, uint64_t seed,
                         int map_file, int *err_no, char *err, size_t errlen) {
-    img_source src = {-1, (const uint8_t *)mem, mem_len};
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    int fd = -1;
+    uint64_t len = mem_len;
     *err_no = 0;
     wa_image *im = calloc(1, sizeof *im);
     if (!im) IMG_FAIL("out of memory");
     if (path) {
         struct stat st;
-        src.fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (src.fd < 0 || fstat(src.fd, &st) != 0) {
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) != 0) {
             *err_no = errno;
             IMG_FAIL("cannot read");
         }
@@ -162,33 +112,33 @@ wa_image *wa_image_open(const char *path, const void *mem, uint64_t mem_len, uin
             *err_no = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
             IMG_FAIL("cannot read");
         }
-        src.mem = NULL;
-        src.len = (uint64_t)st.st_size;
-        if (map_file && src.len > IMG_READ_WHOLE) {
-            void *v = mmap(NULL, src.len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, src.fd, 0);
+        len = (uint64_t)st.st_size;
+        if (map_file && len > IMG_READ_WHOLE) {
+            void *v = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
             if (v == MAP_FAILED) {
                 *err_no = errno;
                 IMG_FAIL("cannot read");
             }
             im->view = v;
             im->view_mapped = 1;
-            src.mem = im->view;
         }
     }
-    if (!im->view && src.len <= IMG_READ_WHOLE) {
-        /* small: one read into a private copy, the segments are copied from there */
-        if (!(im->view = malloc(src.len ? src.len : 1))) IMG_FAIL("out of memory");
-        if (src_read(&src, 0, im->view, src.len)) IMG_FAIL("the file changed while it was read");
-        src.mem = im->view;
+    im->file_len = len;
+    if (!im->view) {
+        if (!(im->view = malloc(len ? len : 1))) IMG_FAIL("out of memory");
+        if (path ? read_all(fd, im->view, len) != 0 : (memcpy(im->view, mem, len), 0))
+            IMG_FAIL("the file changed while it was read");
     }
-    uint64_t len = im->file_len = src.len;
-    if (unchecked > len || src_read(&src, 0, &im->eh, sizeof im->eh)) IMG_FAIL("not a shared object for this machine");
+    const uint8_t *view = im->view;
+    if (unchecked > len || len < sizeof im->eh) IMG_FAIL("not a shared object for this machine");
+    memcpy(&im->eh, view, sizeof im->eh);
     const Elf64_Ehdr *eh = &im->eh;
     if (memcmp(eh->e_ident, ELFMAG, SELFMAG) || eh->e_ident[EI_CLASS] != ELFCLASS64 ||
         eh->e_ident[EI_DATA] != ELFDATA2LSB || eh->e_type != ET_DYN || eh->e_machine != WA_EM ||
         eh->e_phentsize != sizeof(Elf64_Phdr) || eh->e_phnum > IMG_MAX_PHDRS ||
-        src_read(&src, eh->e_phoff, im->ph, (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr)))
+        !in_file(eh->e_phoff, (uint64_t)eh->e_phnum * sizeof(Elf64_Phdr), len))
         IMG_FAIL("not a shared object for this machine");
+    memcpy(im->ph, view + eh->e_phoff, (size_t)eh->e_phnum * sizeof(Elf64_Phdr));
     const Elf64_Phdr *ph = im->ph;
     int has_dynamic = 0;
     uint64_t prev_end = 0;
@@ -197,7 +147,7 @@ wa_image *wa_image_open(const char *path, const void *mem, uint64_t mem_len, uin
             if (ph[i].p_filesz > ph[i].p_memsz || !in_file(ph[i].p_offset, ph[i].p_filesz, len) ||
                 ph[i].p_vaddr + ph[i].p_memsz < ph[i].p_vaddr || ph[i].p_vaddr + ph[i].p_memsz > (1ull << 32))
                 IMG_FAIL("a segment lies outside the file");
-            /* each byte of the file has one place in the copy: segments in file order, disjoint */
+            /* segments in file order, disjoint */
             if (ph[i].p_filesz && ph[i].p_offset < prev_end) IMG_FAIL("overlapping segments");
             if (ph[i].p_filesz) prev_end = ph[i].p_offset + ph[i].p_filesz;
             size_t end = (ph[i].p_vaddr + ph[i].p_memsz + page - 1) & ~(page - 1);
@@ -216,62 +166,26 @@ wa_image *wa_image_open(const char *path, const void *mem, uint64_t mem_len, uin
         im->base = NULL;
         IMG_FAIL("cannot map %zu bytes", im->span);
     }
-    if (im->view) {
-        for (int i = 0; i < eh->e_phnum; i++) {
-            if (ph[i].p_type != PT_LOAD || !ph[i].p_filesz) continue;
-            uint64_t lo = ph[i].p_vaddr & ~(uint64_t)(page - 1), skew = ph[i].p_vaddr - lo;
-            if (!im->view_mapped || ph[i].p_offset % page != skew) {  /* a private copy, or not mappable as is */
-                memcpy(im->base + ph[i].p_vaddr, im->view + ph[i].p_offset, ph[i].p_filesz);
-                continue;
-            }
-            void *at = mmap(im->base + lo, ph[i].p_filesz + skew, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
-                            src.fd, (off_t)(ph[i].p_offset - skew));
-            if (at == MAP_FAILED) IMG_FAIL("cannot map a segment");
-            /* past the segment's file bytes, in its last page: zeros (its .bss), not the next section */
-            uint64_t end = ph[i].p_vaddr + ph[i].p_filesz, page_end = (end + page - 1) & ~(uint64_t)(page - 1);
-            if (ph[i].p_memsz > ph[i].p_filesz) memset(im->base + end, 0, page_end - end);
+    for (int i = 0; i < eh->e_phnum; i++) {
+        if (ph[i].p_type != PT_LOAD || !ph[i].p_filesz) continue;
+        uint64_t lo = ph[i].p_vaddr & ~(uint64_t)(page - 1), skew = ph[i].p_vaddr - lo;
+        if (!im->view_mapped || ph[i].p_offset % page != skew) {  /* a private copy, or not mappable as is */
+            memcpy(im->base + ph[i].p_vaddr, view + ph[i].p_offset, ph[i].p_filesz);
+            continue;
         }
-        if (src.fd >= 0) close(src.fd);
-        src.fd = -1;
-        im->checksum = wa_checksum(im->view, len - unchecked, seed);
-        return im;
+        void *at = mmap(im->base + lo, ph[i].p_filesz + skew, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
+                        fd, (off_t)(ph[i].p_offset - skew));
+        if (at == MAP_FAILED) IMG_FAIL("cannot map a segment");
+        /* past the segment's file bytes, in its last page: zeros (its .bss), not the next section */
+        uint64_t end = ph[i].p_vaddr + ph[i].p_filesz, page_end = (end + page - 1) & ~(uint64_t)(page - 1);
+        if (ph[i].p_memsz > ph[i].p_filesz) memset(im->base + end, 0, page_end - end);
     }
-    uint64_t pos = 0;
-    for (int i = 0; i <= eh->e_phnum; i++) {
-        int last = i == eh->e_phnum;
-        if (!last && (ph[i].p_type != PT_LOAD || !ph[i].p_filesz)) continue;
-        uint64_t next = last ? len : ph[i].p_offset;
-        int rc = add_saved(im, &src, pos, next - pos);
-        if (rc == -1) IMG_FAIL("out of memory");
-        if (rc || (!last && src_read(&src, ph[i].p_offset, im->base + ph[i].p_vaddr, ph[i].p_filesz)))
-            IMG_FAIL("the file changed while it was read");
-        if (!last) {
-            im->ranges[im->nranges++] = (img_range){ph[i].p_offset, ph[i].p_filesz, ph[i].p_vaddr, 0};
-            pos = ph[i].p_offset + ph[i].p_filesz;
-        }
-    }
-    if (src.fd >= 0) close(src.fd);
-    src.fd = -1;
-    uint64_t checked_len = len - unchecked;
-
-    wa_xxh64 s;
-    xxh64_init(&s, seed);
-    for (int i = 0; i < im->nranges; i++) {
-        const img_range *r = &im->ranges[i];
-        if (r->off >= checked_len) break;
-        uint64_t n = r->off + r->len <= checked_len ? r->len : checked_len - r->off;
-        xxh64_update(&s, range_ptr(im, r), n);
-    }
-    im->checksum = xxh64_digest(&s, seed);
-    /* the layout was read from the source before copying: it must be the layout of the copy */
-    uint8_t hdr[sizeof im->eh + sizeof im->ph];
-    size_t nph = eh->e_phnum * sizeof(Elf64_Phdr);
-    if (!wa_image_read(im, 0, sizeof im->eh, hdr) || memcmp(hdr, &im->eh, sizeof im->eh) ||
-        !wa_image_read(im, eh->e_phoff, nph, hdr) || memcmp(hdr, im->ph, nph))
-        IMG_FAIL("the file changed while it was read");
+    if (fd >= 0) close(fd);
+    fd = -1;
+    im->checksum = wa_checksum(view, len - unchecked, seed);
     return im;
 fail:
-    if (src.fd >= 0) close(src.fd);
+    if (fd >= 0) close(fd);
     wa_image_free(im);
     return NULL;
 }
@@ -288,23 +202,6 @@ void *wa_image_link(wa_image *im, const char *name, char *err, size_t errlen) {
     if (im->linked || !base) IMG_FAIL("image already linked");
     for (int i = 0; i < eh->e_phnum; i++)
         if (ph[i].p_type == PT_DYNAMIC) dyn = &ph[i];
-    /* keep the writable segments' bytes as they are in the file, before relocations change them
-     * (a mapped file keeps them in its view) */
-    for (int r = 0; r < im->nranges && !im->view; r++) {
-        img_range *rg = &im->ranges[r];
-        if (rg->saved) continue;
-        for (int i = 0; i < eh->e_phnum; i++) {
-            if (ph[i].p_type != PT_LOAD || ph[i].p_offset != rg->off || !(ph[i].p_flags & PF_W)) continue;
-            uint8_t *p = realloc(im->saved, im->nsaved + rg->len);
-            if (!p) IMG_FAIL("out of memory");
-            im->saved = p;
-            memcpy(p + im->nsaved, base + rg->where, rg->len);
-            rg->where = im->nsaved, rg->saved = 1;
-            im->nsaved += rg->len;
-            break;
-        }
-    }
-
     /* the dynamic section: relocation tables and the symbol table */
     if (!dyn || dyn->p_vaddr + dyn->p_memsz > span || dyn->p_vaddr + dyn->p_memsz < dyn->p_vaddr)
         IMG_FAIL("dynamic section outside the image");

@@ -129,6 +129,17 @@ def _expected_for_flip(data: bytes, pos: int) -> str:
     return art.CORRUPT
 
 
+@pytest.mark.parametrize("fmt", sorted(trailer.OLD_FORMATS))
+def test_an_earlier_format_is_named(unsigned, fmt):
+    """An artifact of an earlier trailer format is refused as such (its checksum is another one: it is
+    not corrupt, just old), and a single flipped bit that makes one magic look old is not."""
+    size, magic, end = trailer.OLD_FORMATS[fmt]
+    body = unsigned[:body_len(unsigned)]
+    old = body + magic + bytes(size - 16) + end
+    assert refused(old) == art.FORMAT.format(got=fmt, want=metadata.FORMAT_VERSION)
+    assert refused(unsigned[:-8] + end) == art.BAD_TRAILER
+
+
 @pytest.mark.parametrize("which", ["signed", "unsigned"])
 def test_every_flipped_byte_is_refused(request, which):
     """Flip one bit at every position (ELF header, program headers, .text, .rodata, the metadata,

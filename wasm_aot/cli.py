@@ -151,7 +151,7 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     print(f"target:     {meta.get('triple')} cpu {meta.get('cpu_name')}")
     if meta.get("cpu_features"):
         print(f"features:   {meta['cpu_features']}")
-    print(f"integrity:  xxh64 {mod._verified.digest}, {'signed' if mod.signed else 'not signed'}")
+    print(f"integrity:  xxh3-64 {mod._verified.digest}, {'signed' if mod.signed else 'not signed'}")
     print(f"imports:    {len(mod.imports)}")
     for i in mod.imports:
         print(f"  {i.module}.{i.name}: {i.type}")

@@ -13,7 +13,7 @@ from .types import FuncType, GlobalType, Limits, MemoryType, TableType, ValType
 if TYPE_CHECKING:  # the compiler's side only: loading an artifact does not import the IR
     from .ir import Expr, Module
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 SECTION = ".wa_meta"
 
 

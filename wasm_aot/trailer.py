@@ -11,7 +11,7 @@ ELF loaders ignore bytes past the section headers, so the trailer rides at the e
     32  4  flags (FLAG_SIGNED)
     36  4  reserved, zero
     40 32  mac: HMAC-SHA256(key, header[0:40] + sha256(body)), zeros when unsigned
-    72  8  checksum: XXH64 (runtime_c/checksum.c) of every byte of the file before this field
+    72  8  checksum: XXH3-64 (runtime_c/checksum.c) of every byte of the file before this field
     80  8  END
 
 The checksum (~10 GB/s) catches corruption on every load; a signature (sha256 of the body, so
@@ -25,8 +25,10 @@ import os
 import struct
 from typing import NamedTuple
 
-MAGIC = b"WAOTSIG2"
-END = b"WAOTEND2"
+MAGIC = b"WAOTSIG3"
+END = b"WAOTEND3"
+# earlier formats' trailers (size, first and last 8 bytes), to name them when refusing such a file
+OLD_FORMATS = {1: (112, b"WAOTSIG1", b"WAOTEND1"), 2: (88, b"WAOTSIG2", b"WAOTEND2")}
 _HEAD = struct.Struct("<8sQQQII")
 HEAD_SIZE = _HEAD.size  # 40
 TRAILER_SIZE = HEAD_SIZE + 32 + 8 + len(END)  # 88

@@ -63,9 +63,6 @@ def _elf_end(data: bytes) -> int:
     return max(shoff + shentsize * shnum, phoff + phentsize * phnum)
 
 
-_V1_TRAILER_SIZE = 112
-
-
 def _diagnose(data: bytes) -> str:
     """Why a file without an intact trailer is refused."""
     if data[:4] != b"\x7fELF":
@@ -74,8 +71,9 @@ def _diagnose(data: bytes) -> str:
     if len(data) < end:
         return TRUNCATED
     tail = data[end:]
-    if len(tail) == _V1_TRAILER_SIZE and tail.endswith(b"WAOTEND1"):  # the trailer of format 1
-        return FORMAT.format(got=1, want=metadata.FORMAT_VERSION)
+    for fmt, (size, magic, end) in trailer.OLD_FORMATS.items():  # the trailer of an earlier format
+        if len(tail) == size and tail.startswith(magic) and tail.endswith(end):
+            return FORMAT.format(got=fmt, want=metadata.FORMAT_VERSION)
     if tail:
         if len(tail) < trailer.TRAILER_SIZE and (tail.startswith(trailer.MAGIC) or trailer.MAGIC.startswith(tail)):
             return TRUNCATED
