@@ -129,6 +129,23 @@ def _expected_for_flip(data: bytes, pos: int) -> str:
     return art.CORRUPT
 
 
+# XXH3-64 of the first n bytes of KAT_DATA with the trailer's seed, from the reference implementation
+# (Python package xxhash 3.x, xxHash 0.8): one length per path of the algorithm (0-16, 17-128,
+# 129-240, long with a partial block, whole blocks).
+KAT_DATA = bytes((i * 131 + 7) % 256 for i in range(5000))
+KAT = [(0, 0x4b543d4ecc9f91c1), (1, 0xf2f7092ebb494516), (3, 0xddf4ac41174cf879), (4, 0x7cc8889ec9b138e4),
+       (8, 0x5634606dac9b49f7), (9, 0x13951c663716f590), (16, 0x475c0a10f5b83f2a), (17, 0x11c74f1ed6d396bb),
+       (100, 0xd4172ffa8e79df1a), (128, 0xafc040bcd760f44d), (129, 0x5a6cc5ceb0514a27),
+       (200, 0xee9735181a5e6ea7), (240, 0x970d764b6d1ae247), (241, 0xc923ba62d4519de0),
+       (1024, 0xb84edfa546fd5390), (1025, 0xbce5bf51b2a2f925), (4999, 0x4a2f05c713e5fa06)]
+
+
+@pytest.mark.parametrize("n,want", KAT)
+def test_checksum_is_the_reference_xxh3(n, want):
+    assert trailer.CHECKSUM_SEED == 0x7761736D2D616F74
+    assert trailer.checksum(KAT_DATA[:n]) == want
+
+
 @pytest.mark.parametrize("fmt", sorted(trailer.OLD_FORMATS))
 def test_an_earlier_format_is_named(unsigned, fmt):
     """An artifact of an earlier trailer format is refused as such (its checksum is another one: it is
