@@ -3,10 +3,10 @@
 
 For a small module (one function) and a large one (thousands of functions, from gen_large.py):
   * wasm-aot first: as cold, but nothing derived from the metadata is remembered either (JSON parsed,
-    checked, instantiation layout built), as for the first load of this content in a process;
+    checked, instantiation plan built), as for the first load of this content in a process;
   * wasm-aot cold: wa.load (read once into place by runtime_c/image.c, checksum and metadata checks, relocations) + instantiate, with the
     per-process mapping forgotten before each run so every run maps a fresh image (the metadata's
-    verdict and the instantiation layout, derived once per checksum, are remembered);
+    verdict and the instantiation plan, derived once per checksum, are remembered);
   * wasm-aot warm: the same, with the image already mapped in the process (the file is still read and
     its checksum checked on every load);
   * wasm-aot fresh process: the first load + instantiate in a new interpreter (timed inside it, after
@@ -73,13 +73,13 @@ def ours_cold(path: str, runs: int) -> float:
 
 def ours_first(path: str, runs: int) -> float:
     """Cold, and the content never seen before: nothing derived from its metadata is remembered."""
-    from wasm_aot.loader import layout
+    from wasm_aot.loader import plan
     kept = []
 
     def once():
         artifact._mapped.clear()
         artifact._checked.clear()
-        layout._layouts.clear()
+        plan._plans.clear()
         kept.append(wa.load(path).instantiate())
     return _median_us(once, runs)
 

@@ -19,7 +19,7 @@ from ..errors import ArtifactError
 from ..version import __version__
 from .cpu import missing_features
 from .frames import register_functions, unregister_functions
-from .layout import layout_of
+from .plan import plan_of
 from .runtime import ffi, lib
 
 # The exact messages (after "<path>: "), one per reason an artifact is refused.
@@ -250,16 +250,16 @@ class Mapped:
                  "__weakref__")
 
     def __init__(self, path: str, meta: dict[str, Any], desc: Any, base: Any, span: int) -> None:
-        lay = layout_of(meta)
+        plan = plan_of(meta)
         self.path, self.meta, self.desc = path, meta, desc
         self._base, self._span = base, span
         # the code address of each defined function, copied (one memmove: Python ints for thousands of
         # functions cost more than the rest of loading) for the frame index, which reads it on a trap
-        self.funcs: Any = ffi.new("uintptr_t[]", lay.ndefined)
-        if lay.ndefined:
-            ffi.memmove(self.funcs, desc.funcs, lay.ndefined * ffi.sizeof("uintptr_t"))
-        self.tramps: list[Any] = ffi.unpack(desc.tramps, len(lay.types)) if lay.types else []  # per type index
-        self.shims: list[Any] = ffi.unpack(desc.shims, lay.nimported) if lay.nimported else []  # per imported func
+        self.funcs: Any = ffi.new("uintptr_t[]", plan.ndefined)
+        if plan.ndefined:
+            ffi.memmove(self.funcs, desc.funcs, plan.ndefined * ffi.sizeof("uintptr_t"))
+        self.tramps: list[Any] = ffi.unpack(desc.tramps, len(plan.types)) if plan.types else []  # per type index
+        self.shims: list[Any] = ffi.unpack(desc.shims, plan.nimported) if plan.nimported else []  # per imported func
         self._datas: list[Any] | None = None
         self._names = register_functions(self)
 

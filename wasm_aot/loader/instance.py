@@ -9,7 +9,7 @@ from ..types import FuncType, GlobalType, MemoryType, TableType, ValType, Value
 from . import values as V
 from .artifact import Mapped
 from .externs import Extern, Function, Global, Memory, Table
-from .layout import Layout, layout_of, type_id
+from .plan import Plan, plan_of, type_id
 from .runtime import RT_PTR, STACK_LIMIT_TLS, ffi, lib
 
 
@@ -50,9 +50,9 @@ def _check_import(mod: str, name: str, want: Any, ext: Any) -> None:
             raise bad(f"expected {want}, got {ext.type}")
 
 
-def resolve_imports(lay: Layout, imports: Any) -> list[Any]:
+def resolve_imports(plan: Plan, imports: Any) -> list[Any]:
     out = []
-    for mod, name, want, kind in lay.imports:
+    for mod, name, want, kind in plan.imports:
         ns = imports.get(mod) if imports is not None else None
         if ns is None:
             raise LinkError(f"unknown import: {mod}.{name} (no namespace {mod!r})")
@@ -118,19 +118,19 @@ class Instance:
         self.module = module
         self.data = data
         self._m = mapped
-        lay = self._layout = layout_of(mapped.meta)
-        resolved = resolve_imports(lay, imports) if lay.imports else []
+        plan = self._plan = plan_of(mapped.meta)
+        resolved = resolve_imports(plan, imports) if plan.imports else []
         self._imports = resolved  # keeps what we link to alive
-        self._types = lay.types
-        nfuncs = len(lay.func_types)
+        self._types = plan.types
+        nfuncs = len(plan.func_types)
         ctx = self._ctx = ffi.new("wa_ctx *")
         ctx.stack_limit_tls = STACK_LIMIT_TLS
         ctx.rt = RT_PTR
-        ctx.type_ids = lay.type_ids  # kept alive by the layout, which lives as long as the process
+        ctx.type_ids = plan.type_ids  # kept alive by the plan, which lives as long as the process
 
         imported: dict[str, list] = {"func": [], "table": [], "memory": [], "global": []}
         if resolved:
-            for kind, ext in zip(lay.import_kinds, resolved):
+            for kind, ext in zip(plan.import_kinds, resolved):
                 imported[kind].append(ext)
 
         # functions: imports first (host functions through this module's shims)
@@ -153,16 +153,16 @@ class Instance:
             else:
                 src = f._funcref
                 fr.code, fr.ctx, fr.type_id = src.code, src.ctx, src.type_id
-        nimp = lay.nimported
-        if lay.ndefined:
-            lib.wa_fill_funcrefs(self._funcs + nimp, mapped.desc.funcs, lay.defined_type_index,
-                                 lay.type_ids, ctx, lay.ndefined)
+        nimp = plan.nimported
+        if plan.ndefined:
+            lib.wa_fill_funcrefs(self._funcs + nimp, mapped.desc.funcs, plan.defined_type_index,
+                                 plan.type_ids, ctx, plan.ndefined)
         self._func_objects: dict[int, Function] = {}
         if nfuncs:
             V.register_funcrefs(int(ffi.cast("uintptr_t", self._funcs)), nfuncs, self)
 
         # memory
-        mems = imported["memory"] + [Memory(t) for t in lay.memories] if lay.memories else imported["memory"]
+        mems = imported["memory"] + [Memory(t) for t in plan.memories] if plan.memories else imported["memory"]
         self._memories = mems
         self._memory = mems[0] if mems else None
         if self._memory is not None:
@@ -170,7 +170,7 @@ class Instance:
             ctx.mem0_base = self._memory._ptr.base
 
         # tables
-        tables = imported["table"] + [Table(t) for t in lay.tables] if lay.tables else imported["table"]
+        tables = imported["table"] + [Table(t) for t in plan.tables] if plan.tables else imported["table"]
         self._tables = tables
         if tables:
             self._table_ptrs = ctx.tables = ffi.new("wa_table *[]", [t._ptr for t in tables])
@@ -178,11 +178,11 @@ class Instance:
         # globals, initialised in order (an initialiser may read imported globals)
         globs = list(imported["global"])
         self._globals = globs
-        if globs or lay.globals:
-            self._global_ptrs = ffi.new("uint8_t *[]", len(globs) + len(lay.globals))
+        if globs or plan.globals:
+            self._global_ptrs = ffi.new("uint8_t *[]", len(globs) + len(plan.globals))
             for i, g in enumerate(globs):
                 self._global_ptrs[i] = g._cell
-            for gt, init in lay.globals:
+            for gt, init in plan.globals:
                 glob = Global(gt)
                 V.write_slot(glob._u64, 0, gt.valtype, self.eval_const(init, gt.valtype))
                 self._global_ptrs[len(globs)] = glob._cell
@@ -198,24 +198,24 @@ class Instance:
                 g._keepalive.add(self)
 
         # data and element segments (passive ones stay available to memory.init / table.init)
-        if lay.data_sizes:
+        if plan.data_sizes:
             ctx.data_ptrs = mapped.desc.datas  # in the artifact's image, read-only
-            self._data_sizes = ctx.data_sizes = ffi.new("uint32_t[]", lay.data_sizes)
-        if lay.elems:
+            self._data_sizes = ctx.data_sizes = ffi.new("uint32_t[]", plan.data_sizes)
+        if plan.elems:
             self._elem_arrays = []
-            self._elem_items = ctx.elem_items = ffi.new("void **[]", len(lay.elems))
-            self._elem_sizes = ctx.elem_sizes = ffi.new("uint32_t[]", len(lay.elems))
-            for i, (et, e) in enumerate(lay.elems):
+            self._elem_items = ctx.elem_items = ffi.new("void **[]", len(plan.elems))
+            self._elem_sizes = ctx.elem_sizes = ffi.new("uint32_t[]", len(plan.elems))
+            for i, (et, e) in enumerate(plan.elems):
                 arr = ffi.new("void *[]", [ffi.cast("void *", self.eval_const(x, et)) for x in e["init"]]) \
                     if e["init"] else ffi.NULL
                 self._elem_arrays.append(arr)
                 self._elem_items[i] = arr
                 self._elem_sizes[i] = len(e["init"])
 
-        self._exports = Exports(self._export_extern, lay.exports)
+        self._exports = Exports(self._export_extern, plan.exports)
 
         # active segments, in order; a failure traps like table.init / memory.init would
-        for i, (_, e) in enumerate(lay.elems):
+        for i, (_, e) in enumerate(plan.elems):
             if e["mode"] == "active":
                 off = self.eval_const(e["offset"], ValType.I32)
                 t = tables[e["table"]]
@@ -223,7 +223,7 @@ class Instance:
                     raise Trap(TrapCode.TABLE_ACCESS_OUT_OF_BOUNDS, "in an element segment at instantiation")
             if e["mode"] != "passive":
                 self._elem_sizes[i] = 0
-        if lay.data_sizes:
+        if plan.data_sizes:
             for i, d in enumerate(mapped.meta["datas"]):
                 if d["mode"] == "active":
                     off = self.eval_const(d["offset"], ValType.I32)

@@ -1,7 +1,7 @@
 """What instantiation needs of an artifact's metadata, derived once per content.
 
 The metadata is JSON; turning it into types, counts and C arrays costs more than instantiating
-itself. A Layout does that once per checked metadata (the loader shares one dict per content), so
+itself. A Plan does that once per checked metadata (the loader shares one dict per content), so
 each instance only allocates what is its own.
 """
 from __future__ import annotations
@@ -20,13 +20,15 @@ def type_id(t: FuncType) -> int:
     return _type_ids.setdefault(t, len(_type_ids) + 1)
 
 
-class Layout:
+class Plan:
+    """An artifact's instantiation plan: its types, imports, counts and shared arrays."""
+
     __slots__ = ("meta", "types", "imports", "import_kinds", "nimported", "ndefined", "type_ids",
                  "defined_type_index", "memories", "tables", "globals", "data_sizes", "elems", "exports",
                  "func_types")
 
     def __init__(self, meta: dict) -> None:
-        self.meta = meta  # keeps the key of _layouts alive
+        self.meta = meta  # keeps the key of _plans alive
         self.types = [extern_from_json(t) for t in meta["types"]]
         self.func_types: list[int] = meta["func_types"]
         # (module, name, wanted type, kind) per import
@@ -47,11 +49,11 @@ class Layout:
         self.exports = {e["name"]: (e["kind"], e["index"]) for e in meta["exports"]}
 
 
-_layouts: dict[int, Layout] = {}  # by id of the shared metadata dict (which the Layout keeps alive)
+_plans: dict[int, Plan] = {}  # by id of the shared metadata dict (which the Plan keeps alive)
 
 
-def layout_of(meta: dict) -> Layout:
-    lay = _layouts.get(id(meta))
-    if lay is None:
-        lay = _layouts[id(meta)] = Layout(meta)
-    return lay
+def plan_of(meta: dict) -> Plan:
+    plan = _plans.get(id(meta))
+    if plan is None:
+        plan = _plans[id(meta)] = Plan(meta)
+    return plan
