@@ -622,3 +622,32 @@ def test_every_load_path_of_a_large_artifact(tmp_path):
         for load in (lambda: wa.load(q), lambda: wa.load(q, key=KEY), lambda: wa.Module.deserialize(bytes(bad))):
             with pytest.raises(wa.ArtifactError, match="corrupted artifact"):
                 load()
+
+
+@pytest.mark.parametrize("linker", ["ld", "cc"])
+def test_wasm_bytes_are_never_executable(tmp_path, monkeypatch, linker):
+    """Artifacts have one executable segment (code) and keep what the wasm module decides (data
+    segments, metadata with its names) out of it, whichever linker built them (ld, or the cc driver
+    when $CC is set)."""
+    from elftools.elf.elffile import ELFFile
+
+    if linker == "cc":
+        monkeypatch.setenv("CC", "cc")
+    marker = b"DATA-SEGMENT-BYTES"
+    src = ('(module (memory (export "memory") 1) (data (i32.const 16) "' + marker.decode() + '") '
+           '(func (export "peek") (param i32) (result i32) (i32.load8_u (local.get 0))) '
+           '(func (export "near") (param f64) (result f64) (f64.nearest (local.get 0))))')
+    p = tmp_path / "m.so"
+    wa.compile(wat(src), cache=False).save(p)
+    data = p.read_bytes()
+    elf = ELFFile(io.BytesIO(data[:body_len(data)]))
+    loads = [s for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+    exe = [s for s in loads if s["p_flags"] & 1]
+    assert len(exe) == 1 and not exe[0]["p_flags"] & 2  # one R+X segment, never writable
+    lo, hi = exe[0]["p_offset"], exe[0]["p_offset"] + exe[0]["p_filesz"]
+    meta = elf.get_section_by_name(metadata.SECTION)
+    assert not lo <= meta["sh_offset"] < hi
+    at = data.find(marker)
+    assert at >= 0 and not lo <= at < hi
+    inst = wa.load(p).instantiate()
+    assert inst.func("peek")(16) == marker[0] and inst.func("near")(2.5) == 2.0

@@ -82,7 +82,9 @@ def _linker(script: str) -> list[str]:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
         raise RuntimeError("compiling needs a system linker (ld, or a C compiler such as cc) on PATH")
-    return [cc, "-shared", "-Wl,--build-id=none"] + ["-Wl," + ",".join(flags[i:i + 2]) for i in range(0, len(flags), 2)]
+    # -nostdlib: no crt files (their DT_INIT would be refused by the loader) and no libc to link: libcalls
+    # stay undefined and bind at load
+    return [cc, "-shared", "-nostdlib", "-Wl,--build-id=none"] + ["-Wl," + ",".join(flags[i:i + 2]) for i in range(0, len(flags), 2)]
 
 
 def link_shared(objs: bytes | list[bytes], out_path: str) -> None:
