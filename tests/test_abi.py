@@ -28,11 +28,6 @@ def test_field_order_and_sizes(struct):
         assert ffi.sizeof(ffi.typeof(struct).fields[abi.field_index(struct, name)][1].type) == abi.field_size(ctype)
 
 
-def test_stack_limit_shared_offset():
-    # callers store the stack limit blindly through a funcref's ctx, host or wasm
-    assert ffi.offsetof("wa_ctx", "stack_limit_tls") == ffi.offsetof("wa_hostfunc", "_unused") == 0
-
-
 def test_rt_table():
     ptr = ffi.sizeof("void *")
     assert ffi.sizeof("wa_rt") == len(abi.RT_FUNCS) * ptr

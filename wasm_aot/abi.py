@@ -13,7 +13,7 @@ Vocabulary (one name per wasm concept, used everywhere):
 """
 from __future__ import annotations
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 SLOT_SIZE = 16
 WASM_PAGE = 65536
 # A 32-bit memory reserves 4 GiB for the index, 4 GiB for a 32-bit static offset, and a little
@@ -43,7 +43,6 @@ STRUCTS: dict[str, list[tuple[str, str]]] = {
         ("kind", "uint32_t"),  # the ValType byte of its elements
     ],
     "wa_hostfunc": [
-        ("_unused", "uintptr_t"),  # keeps the layout of a ctx's first field
         ("call", "void *"),  # void (*)(wa_hostfunc *, uint8_t *slots); longjmps on a trap
         ("handle", "void *"),  # the Python side's key for the callable
         ("type_id", "uint32_t"),
