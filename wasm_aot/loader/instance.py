@@ -12,6 +12,8 @@ from .externs import Extern, Function, Global, Memory, Table
 from .plan import Plan, plan_of, type_id
 from .runtime import RT_PTR, STACK_LIMIT_TLS, ffi, lib
 
+_FUNCREF_SIZE = ffi.sizeof("wa_funcref")
+
 
 def _limits_match(have_min: int, have_max: int | None, want: Any) -> bool:
     lim = want.limits
@@ -205,10 +207,17 @@ class Instance:
             self._elem_arrays = []
             self._elem_items = ctx.elem_items = ffi.new("void **[]", len(plan.elems))
             self._elem_sizes = ctx.elem_sizes = ffi.new("uint32_t[]", len(plan.elems))
+            funcs_at = int(ffi.cast("uintptr_t", self._funcs))
             for i, (et, e) in enumerate(plan.elems):
-                arr = ffi.new("void *[]", [ffi.cast("void *", self.eval_const(x, et)) for x in e["init"]]) \
-                    if e["init"] else ffi.NULL
+                idx = plan.elem_funcs[i]
+                if not e["init"]:
+                    arr = ffi.NULL
+                elif idx is not None:  # a funcref is the address of the function's entry in self._funcs
+                    arr = ffi.new("uintptr_t[]", [funcs_at + _FUNCREF_SIZE * k if k >= 0 else 0 for k in idx])
+                else:
+                    arr = ffi.new("uintptr_t[]", [self.eval_const(x, et) for x in e["init"]])
                 self._elem_arrays.append(arr)
+                arr = ffi.cast("void **", arr)
                 self._elem_items[i] = arr
                 self._elem_sizes[i] = len(e["init"])
 

@@ -24,8 +24,8 @@ class Plan:
     """An artifact's instantiation plan: its types, imports, counts and shared arrays."""
 
     __slots__ = ("meta", "types", "imports", "import_kinds", "nimported", "ndefined", "type_ids",
-                 "defined_type_index", "memories", "tables", "globals", "data_sizes", "elems", "exports",
-                 "func_types")
+                 "defined_type_index", "memories", "tables", "globals", "data_sizes", "elems", "elem_funcs",
+                 "exports", "func_types")
 
     def __init__(self, meta: dict) -> None:
         self.meta = meta  # keeps the key of _plans alive
@@ -46,7 +46,19 @@ class Plan:
         self.globals = [(extern_from_json(g["type"]), g["init"]) for g in meta["globals"]]
         self.data_sizes = [d["size"] for d in meta["datas"]]
         self.elems = [(ValType[e["type"]], e) for e in meta["elems"]]
+        # per element segment, the function index of each item when all are ref.func / ref.null
+        # (-1): what nearly every module has, evaluated with one C array instead of a call per item
+        self.elem_funcs = [_func_indices(e["init"]) for e in meta["elems"]]
         self.exports = {e["name"]: (e["kind"], e["index"]) for e in meta["exports"]}
+
+
+def _func_indices(init: list) -> list[int] | None:
+    out = []
+    for expr in init:
+        if len(expr) != 1 or expr[0][0] not in ("ref.func", "ref.null"):
+            return None
+        out.append(expr[0][1] if expr[0][0] == "ref.func" else -1)
+    return out
 
 
 _plans: dict[int, Plan] = {}  # by id of the shared metadata dict (which the Plan keeps alive)
