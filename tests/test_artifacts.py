@@ -101,9 +101,11 @@ def test_artifact_carries_metadata_and_trailer(signed, wasm):
     assert meta["func_names"]["0"] == "add"
     v = art.verify(signed, "X", KEY)
     checksum, = struct.unpack_from("<Q", signed, len(signed) - 16)
-    assert v.meta == meta and v.signed and v.digest == f"{checksum:016x}"
-    # the checksum covers every byte but its own field and the end marker, as the loader's copy
-    # (segments and the rest apart) streams them
+    # a type index per function, compact in the file, decoded once by the loader
+    assert meta["func_types"] == metadata.encode_indices(list(v.meta["func_types"]))
+    assert wa.Module("X", v).metadata["func_types"] == list(v.meta["func_types"]) == [0, 1, 2]
+    assert v.meta == {**meta, "func_types": v.meta["func_types"]} and v.signed and v.digest == f"{checksum:016x}"
+    # the checksum covers every byte but its own field and the end marker
     assert checksum == trailer.checksum(signed[:-trailer.UNCHECKED])
     assert v.read() == signed and v.read(5, 10) == signed[5:15]
 
@@ -275,6 +277,8 @@ def _lacking_feature() -> str:
     ({"triple": "aarch64-unknown-linux-gnu" if art.machine_triple_arch() != "aarch64" else "x86_64-pc-linux-gnu"},
      None),
     ({"cpu_features": "FEATURE"}, None),
+    ({"func_types": "not hex"}, art.BAD_METADATA),
+    ({"func_types": [0, 1, 2]}, art.BAD_METADATA),
 ])
 def test_metadata_mismatches(tmp_path, wasm, change, expected):
     host = art.machine_triple_arch()

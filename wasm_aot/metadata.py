@@ -8,6 +8,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from array import array
+
 from .types import FuncType, GlobalType, Limits, MemoryType, TableType, ValType
 
 if TYPE_CHECKING:  # the compiler's side only: loading an artifact does not import the IR
@@ -48,6 +51,23 @@ def extern_from_json(d: dict) -> Any:
     return GlobalType(ValType[d["valtype"]], d["mutable"])
 
 
+def encode_indices(xs: list[int]) -> str:
+    """A long list of small integers (a type index per function) as hex of little-endian uint32:
+    JSON parses a list of integers at ~90 ns per item, 0.2 ms per load for 2,000 functions."""
+    return b"".join(x.to_bytes(4, "little") for x in xs).hex()
+
+
+def decode_indices(text: str) -> "array[int]":
+    """The inverse of encode_indices; ValueError if `text` is not one."""
+    import array
+    import sys
+
+    a = array.array("I", bytes.fromhex(text))
+    if sys.byteorder != "little":
+        a.byteswap()
+    return a
+
+
 def expr_to_json(e: Expr) -> list:
     """A constant expression as [[mnemonic, imm], ...]."""
     from . import opcodes as op
@@ -85,7 +105,7 @@ def build(mod: Module, extra: dict) -> dict:
         "types": [extern_to_json(t) for t in mod.types],
         "imports": [{"module": i.module, "name": i.name, "type": extern_to_json(_import_type(mod, i))}
                     for i in mod.imports],
-        "func_types": mod.func_type_indices(),
+        "func_types": encode_indices(mod.func_type_indices()),
         "tables": [extern_to_json(t) for t in mod.tables],
         "memories": [extern_to_json(m) for m in mod.memories],
         "globals": [{"type": extern_to_json(g.type), "init": expr_to_json(g.init)} for g in mod.globals],

@@ -39,7 +39,9 @@ class Module:
     def metadata(self) -> dict[str, Any]:
         """A copy of the artifact's checked metadata (the loader shares one per content)."""
         import copy
-        return copy.deepcopy(self._meta)
+        meta = copy.deepcopy(self._meta)
+        meta["func_types"] = list(meta["func_types"])
+        return meta
 
     @property
     def sha256(self) -> str:
