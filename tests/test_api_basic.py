@@ -437,7 +437,7 @@ def test_load_in_a_fresh_process_without_llvmlite(tmp_path, module):
         assert "llvmlite" not in sys.modules, "loading an artifact imported llvmlite"
         # nor the compiler's front end, nor what only compiling or signing needs (import stays light)
         heavy = [m for m in ("wasm_aot.compiler", "wasm_aot.decode", "wasm_aot.validate", "wasm_aot.ir",
-                             "wasm_aot.cache", "dataclasses", "hashlib", "tempfile") if m in sys.modules]
+                             "wasm_aot.cache", "dataclasses", "hashlib", "tempfile", "array") if m in sys.modules]
         assert not heavy, heavy
         print("OK")
     """)

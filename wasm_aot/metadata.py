@@ -6,10 +6,9 @@ mapped. Neither side imports the other: this module is the format between them.
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from array import array
 
 from .types import FuncType, GlobalType, Limits, MemoryType, TableType, ValType
 
@@ -57,15 +56,15 @@ def encode_indices(xs: list[int]) -> str:
     return b"".join(x.to_bytes(4, "little") for x in xs).hex()
 
 
-def decode_indices(text: str) -> "array[int]":
-    """The inverse of encode_indices; ValueError if `text` is not one."""
-    import array
-    import sys
-
-    a = array.array("I", bytes.fromhex(text))
+def decode_indices(text: str) -> memoryview:
+    """The inverse of encode_indices, as a read-only sequence of ints; ValueError if `text` is not
+    one. (A memoryview, not an array.array: loading must not pay for importing the array module.)"""
+    raw = bytes.fromhex(text)
+    if len(raw) % 4:
+        raise ValueError("not a whole number of uint32")
     if sys.byteorder != "little":
-        a.byteswap()
-    return a
+        raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    return memoryview(raw).cast("I")
 
 
 def expr_to_json(e: Expr) -> list:

@@ -211,7 +211,7 @@ def _check(head: bytes, read: Any, t: trailer.Trailer, where: str) -> dict[str, 
     if not isinstance(meta, dict):
         raise ArtifactError(f"{where}: {BAD_METADATA}")
     _check_meta(meta, head, where)
-    try:  # decoded once here: the loader's metadata holds an array of uint32 (Module.metadata a list)
+    try:  # decoded once here: the loader's metadata holds uint32s (Module.metadata a list)
         meta["func_types"] = metadata.decode_indices(meta["func_types"])
     except (KeyError, TypeError, ValueError):
         raise ArtifactError(f"{where}: {BAD_METADATA}") from None

@@ -39,8 +39,8 @@ class Module:
     def metadata(self) -> dict[str, Any]:
         """A copy of the artifact's checked metadata (the loader shares one per content)."""
         import copy
-        meta = copy.deepcopy(self._meta)
-        meta["func_types"] = list(meta["func_types"])
+        meta = copy.deepcopy({k: v for k, v in self._meta.items() if k != "func_types"})
+        meta["func_types"] = list(self._meta["func_types"])
         return meta
 
     @property

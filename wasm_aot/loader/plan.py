@@ -30,7 +30,7 @@ class Plan:
     def __init__(self, meta: dict) -> None:
         self.meta = meta  # keeps the key of _plans alive
         self.types = [extern_from_json(t) for t in meta["types"]]
-        self.func_types: Any = meta["func_types"]  # array of uint32, decoded by the loader's check
+        self.func_types: Any = meta["func_types"]  # uint32s (a memoryview), decoded by the loader's check
         # (module, name, wanted type, kind) per import
         self.imports = [(i["module"], i["name"], extern_from_json(i["type"]), i["type"]["kind"])
                         for i in meta["imports"]]
@@ -42,7 +42,7 @@ class Plan:
         self.defined_type_index = ffi.NULL
         if self.ndefined:
             self.defined_type_index = ffi.new("uint32_t[]", self.ndefined)
-            ffi.memmove(self.defined_type_index, memoryview(self.func_types)[self.nimported:], 4 * self.ndefined)
+            ffi.memmove(self.defined_type_index, self.func_types[self.nimported:], 4 * self.ndefined)
         self.memories = [extern_from_json(m) for m in meta["memories"]]
         self.tables = [extern_from_json(t) for t in meta["tables"]]
         self.globals = [(extern_from_json(g["type"]), g["init"]) for g in meta["globals"]]
