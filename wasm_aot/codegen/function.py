@@ -77,6 +77,8 @@ class FuncCodegen:
         self.mem_loads: dict[int, ll.LoadInstr] = {}  # id(pushed value) -> its memory load
         self.fconsts: dict[int, str] = {}  # id of an f32/f64.const LLVM may fold -> "nan" or "identity" (±0, ±1)
         self.promotes: set[int] = set()  # ids of f64.promote_f32 results
+        self.known_block: ll.Block | None = None  # see known_locals
+        self.known: dict[int, ll.Value] = {}
 
     # ---- helpers used by numeric.py (its Fx interface) and below ----
 
@@ -242,7 +244,7 @@ class FuncCodegen:
         then_bb = self.fn.append_basic_block("if.then")
         f.else_bb = self.fn.append_basic_block("if.else")
         f.end_bb = self.fn.append_basic_block("if.end")
-        self.b.cbranch(self.b.icmp_unsigned("!=", cond, ll.Constant(I32, 0)), then_bb, f.else_bb)
+        self.b.cbranch(self.truth(cond), then_bb, f.else_bb)
         self.b.position_at_end(then_bb)
 
     def fallthrough(self, f: Frame) -> None:
@@ -306,13 +308,27 @@ class FuncCodegen:
         self.branch_to(depth)
         self.kill()
 
+    def truth(self, v: ll.Value) -> ll.Value:
+        """An i32 condition as i1: a comparison's own i1 when v just widened it (no icmp on a zext)."""
+        if isinstance(v, ll.CastInstr) and v.opname == "zext" and v.operands[0].type == I1:
+            return v.operands[0]
+        return self.b.icmp_unsigned("!=", v, ll.Constant(I32, 0))
+
     def br_if(self, depth: int) -> None:
-        cond = self.b.icmp_unsigned("!=", self.stack.pop(), ll.Constant(I32, 0))
-        taken = self.fn.append_basic_block("br_if.taken")
+        cond = self.truth(self.stack.pop())
         cont = self.fn.append_basic_block("br_if.cont")
-        self.b.cbranch(cond, taken, cont)
-        self.b.position_at_end(taken)
-        self.branch_to(depth)
+        f = self.frames[-1 - depth]
+        if not f.branch_types:  # nothing to store on the way: branch straight to the label
+            if f.kind == "loop":
+                self.b.cbranch(cond, f.target, cont)
+            else:
+                f.used = True
+                self.b.cbranch(cond, f.end_bb, cont)
+        else:
+            taken = self.fn.append_basic_block("br_if.taken")
+            self.b.cbranch(cond, taken, cont)
+            self.b.position_at_end(taken)
+            self.branch_to(depth)
         self.b.position_at_end(cont)
 
     def br_table(self, imm) -> None:
@@ -393,17 +409,32 @@ class FuncCodegen:
 
     def select(self, _imm) -> None:
         a, b_, c = self.pop(3)
-        self.stack.append(self.b.select(self.b.icmp_unsigned("!=", c, ll.Constant(I32, 0)), a, b_))
+        self.stack.append(self.b.select(self.truth(c), a, b_))
+
+    def known_locals(self) -> dict[int, ll.Value]:
+        """The values of locals already loaded or stored in the current basic block: reused rather
+        than loaded again (less IR to build, print, parse and clean up; mem2reg would find the same)."""
+        if self.b.block is not self.known_block:
+            self.known_block = self.b.block
+            self.known = {}
+        return self.known
 
     def local_get(self, i: int) -> None:
-        a, t = self.locals[i]
-        self.stack.append(self.b.load(a, typ=t))
+        known = self.known_locals()
+        v = known.get(i)
+        if v is None:
+            a, t = self.locals[i]
+            v = known[i] = self.b.load(a, typ=t)
+        self.stack.append(v)
 
     def local_set(self, i: int) -> None:
-        self.b.store(self.stack.pop(), self.locals[i][0])
+        v = self.stack.pop()
+        self.b.store(v, self.locals[i][0])
+        self.known_locals()[i] = v
 
     def local_tee(self, i: int) -> None:
         self.b.store(self.stack[-1], self.locals[i][0])
+        self.known_locals()[i] = self.stack[-1]
 
     def global_slot(self, i: int) -> ll.Value:
         slots = self.ctx_field("globals", PTR)
