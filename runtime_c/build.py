@@ -19,15 +19,20 @@ extern "Python" int wa_py_host_call(void *handle, uint8_t *slots);
 int wa_install_handlers(void);
 int wa_interrupt(unsigned long thread);
 typedef struct wa_image wa_image;
+typedef struct {
+    int err_no;
+    char err[256];
+    uint64_t file_len;
+    uint64_t checksum;
+    uint8_t tail[128];
+    void *base;
+    size_t span;
+} wa_image_status;
 uint64_t wa_checksum(const void *data, size_t n, uint64_t seed);
 wa_image *wa_image_open(const char *path, const void *mem, uint64_t mem_len, uint64_t unchecked, uint64_t seed,
-                        int map_file, int *err_no, char *err, size_t errlen);
+                        int map_file, wa_image_status *st);
 int wa_image_read(const wa_image *im, uint64_t off, uint64_t n, void *dst);
-uint64_t wa_image_checksum(const wa_image *im);
-uint64_t wa_image_file_len(const wa_image *im);
-void *wa_image_link(wa_image *im, const char *name, char *err, size_t errlen);
-void *wa_image_base(const wa_image *im);
-size_t wa_image_span(const wa_image *im);
+void *wa_image_link(wa_image *im, const char *name, wa_image_status *st);
 void wa_image_free(wa_image *im);
 void wa_unmap_image(void *base, size_t span);
 int wa_code_ranges(void);

@@ -37,12 +37,24 @@
 #define IMG_READ_WHOLE (256u << 10) /* files up to this size are read whole into one private copy */
 #define IMG_FAIL(...) do { snprintf(err, errlen, __VA_ARGS__); goto fail; } while (0)
 
+/* What wa_image_open and wa_image_link report, in one block the caller allocates once: an error,
+ * or what the loader checks next (so that a load costs one foreign call per step, not one per field). */
+#define WA_TAIL 128
+typedef struct {
+    int err_no;            /* open: an errno value when the file cannot be read */
+    char err[256];         /* why the image was refused */
+    uint64_t file_len;     /* open: the file's length, its checksum and its last bytes (the trailer) */
+    uint64_t checksum;
+    uint8_t tail[WA_TAIL]; /* the last min(file_len, WA_TAIL) bytes, at the end of this array */
+    void *base;            /* link: where the image is mapped */
+    size_t span;
+} wa_image_status;
+
 typedef struct wa_image wa_image;
 struct wa_image {
     uint8_t *base;        /* the private mapping of the segments (owned until unmapped) */
     size_t span;
     uint64_t file_len;
-    uint64_t checksum;    /* XXH3-64 of file bytes [0, file_len - unchecked) as read */
     uint8_t *view;        /* the whole file: a private copy, or a mapping of it (see wa_image_open) */
     int view_mapped;
     Elf64_Ehdr eh;        /* the headers the copy was laid out by */
@@ -59,8 +71,6 @@ int wa_image_read(const wa_image *im, uint64_t off, uint64_t n, void *dst) {
     return 1;
 }
 
-uint64_t wa_image_checksum(const wa_image *im) { return im->checksum; }
-uint64_t wa_image_file_len(const wa_image *im) { return im->file_len; }
 
 void wa_image_free(wa_image *im) {
     if (!im) return;
@@ -94,8 +104,10 @@ static int read_all(int fd, uint8_t *dst, uint64_t n) {
  * no signing key is in force: without one, whoever can write the file can as well write a
  * self-consistent artifact, and the checksum is there for accidental damage. */
 wa_image *wa_image_open(const char *path, const void *mem, uint64_t mem_len, uint64_t unchecked, uint64_t seed,
-                        int map_file, int *err_no, char *err, size_t errlen) {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+                        int map_file, wa_image_status *st) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), errlen = sizeof st->err;
+    char *err = st->err;
+    int *err_no = &st->err_no;
     int fd = -1;
     uint64_t len = mem_len;
     *err_no = 0;
@@ -182,7 +194,10 @@ wa_image *wa_image_open(const char *path, const void *mem, uint64_t mem_len, uin
     }
     if (fd >= 0) close(fd);
     fd = -1;
-    im->checksum = wa_checksum(view, len - unchecked, seed);
+    st->checksum = wa_checksum(view, len - unchecked, seed);  /* of file bytes [0, len - unchecked) as read */
+    st->file_len = len;
+    uint64_t ntail = len < WA_TAIL ? len : WA_TAIL;
+    memcpy(st->tail + WA_TAIL - ntail, view + len - ntail, ntail);
     return im;
 fail:
     if (fd >= 0) close(fd);
@@ -192,8 +207,10 @@ fail:
 
 /* Relocates, protects and registers a copied image (which must have passed every check) and
  * returns the address of its symbol `name` (NULL with a message in err on failure).  From here on
- * the mapping belongs to the caller: wa_unmap_image(wa_image_base(im), wa_image_span(im)). */
-void *wa_image_link(wa_image *im, const char *name, char *err, size_t errlen) {
+ * the mapping belongs to the caller: wa_unmap_image(st->base, st->span). */
+void *wa_image_link(wa_image *im, const char *name, wa_image_status *st) {
+    char *err = st->err;
+    size_t errlen = sizeof st->err;
     const Elf64_Ehdr *eh = &im->eh;
     const Elf64_Phdr *ph = im->ph, *dyn = NULL;
     uint8_t *base = im->base;
@@ -298,6 +315,8 @@ void *wa_image_link(wa_image *im, const char *name, char *err, size_t errlen) {
     }
     free(prot);
     im->linked = 1;
+    st->base = base;
+    st->span = span;
     return result;
 fail:
     /* a half-linked image never runs: forget it whole */
@@ -309,8 +328,6 @@ fail:
     return NULL;
 }
 
-void *wa_image_base(const wa_image *im) { return im->base; }
-size_t wa_image_span(const wa_image *im) { return im->span; }
 
 /* Undoes wa_image_link, once nothing refers to the artifact's code or data any more. */
 void wa_unmap_image(void *base, size_t span) {

@@ -549,16 +549,16 @@ def test_the_mapper_survives_malformed_images(tmp_path):
     p = tmp_path / "m.so"
     wa.compile(wat(src), cache=False).save(p)
     good = p.read_bytes()
-    err, err_no = ffi.new("char[]", 256), ffi.new("int *")
+    st = ffi.new("wa_image_status *")
 
     def map_(data: bytes, name: bytes = b"wa_module"):
-        img = lib.wa_image_open(ffi.NULL, data, len(data), 16, 0, 0, err_no, err, 256)
+        img = lib.wa_image_open(ffi.NULL, data, len(data), 16, 0, 0, st)
         if img == ffi.NULL:
             return img
         try:
-            sym = lib.wa_image_link(img, name, err, 256)
+            sym = lib.wa_image_link(img, name, st)
             if sym != ffi.NULL:
-                lib.wa_unmap_image(lib.wa_image_base(img), lib.wa_image_span(img))
+                lib.wa_unmap_image(st.base, st.span)
             return sym
         finally:
             lib.wa_image_free(img)
@@ -566,7 +566,7 @@ def test_the_mapper_survives_malformed_images(tmp_path):
     ranges = lib.wa_code_ranges()
     assert map_(good) != ffi.NULL
     assert map_(good[:100]) == ffi.NULL
-    assert b"shared object" in ffi.string(err)
+    assert b"shared object" in ffi.string(st.err)
     assert map_(good, b"no_such_symbol") == ffi.NULL
     rng = random.Random(7)
     hot = 0x400  # headers, program headers and the first pages: where the mapper reads its structure

@@ -115,18 +115,19 @@ def _read(img: Any, off: int, n: int) -> bytes:
     return ffi.buffer(buf, n)[:]
 
 
-def _open(path: str | None, data: bytes | None, where: str, map_file: bool) -> tuple[Any, str | None]:
-    """(the copied image, None), or (NULL, why the C loader cannot lay the bytes out)."""
-    err_no, err = ffi.new("int *"), ffi.new("char[]", 256)
+def _open(path: str | None, data: bytes | None, where: str, map_file: bool) -> tuple[Any, Any]:
+    """(the copied image, its wa_image_status: length, checksum, last bytes), or (NULL, the status
+    saying why the C loader cannot lay the bytes out)."""
+    st = ffi.new("wa_image_status *")
     img = lib.wa_image_open(os.fsencode(path) if path is not None else ffi.NULL,
                             ffi.from_buffer(data) if data is not None else ffi.NULL,
                             len(data) if data is not None else 0,
-                            trailer.UNCHECKED, trailer.CHECKSUM_SEED, map_file, err_no, err, 256)
+                            trailer.UNCHECKED, trailer.CHECKSUM_SEED, map_file, st)
     if img == ffi.NULL:
-        if err_no[0]:
-            raise ArtifactError(f"{where}: cannot read: {os.strerror(err_no[0])}")
-        return img, ffi.string(err).decode(errors="replace")
-    return ffi.gc(img, lib.wa_image_free), None
+        if st.err_no:
+            raise ArtifactError(f"{where}: cannot read: {os.strerror(st.err_no)}")
+        return img, st
+    return ffi.gc(img, lib.wa_image_free), st
 
 
 def _refuse(data: bytes, where: str, key: bytes | None, layout_error: str) -> ArtifactError:
@@ -165,17 +166,17 @@ def verify(data: bytes, where: str, key: bytes | None = None, path: str | None =
     artifacts are refused.
     """
     # a file is mapped rather than copied unless a key is in force (see wa_image_open)
-    img, layout_error = _open(path, data, where, key is None)
+    img, st = _open(path, data, where, key is None)
     if img == ffi.NULL:
         if data is None:
             data = _read_file(path)
-        raise _refuse(data, where, key, layout_error)
-    size = lib.wa_image_file_len(img)
-    raw = _read(img, size - trailer.TRAILER_SIZE, trailer.TRAILER_SIZE) if size >= trailer.TRAILER_SIZE else b""
+        raise _refuse(data, where, key, ffi.string(st.err).decode(errors="replace"))
+    size = st.file_len
+    raw = ffi.buffer(st.tail)[-trailer.TRAILER_SIZE:] if size >= trailer.TRAILER_SIZE else b""
     t = trailer.unpack(raw) if raw else None
     if t is None:
         raise ArtifactError(f"{where}: {_diagnose(_read(img, 0, size))}")
-    if t.body_len != size - trailer.TRAILER_SIZE or lib.wa_image_checksum(img) != t.checksum:
+    if t.body_len != size - trailer.TRAILER_SIZE or st.checksum != t.checksum:
         raise ArtifactError(f"{where}: {CORRUPT}")
     signed = _check_signature(t, raw, lambda: _read(img, 0, t.body_len), where, key)
     digest = f"{t.checksum:016x}"
@@ -301,11 +302,11 @@ def map_artifact(path: str, v: Verified) -> Mapped:
     m = ref() if ref is not None else None
     if m is not None:
         return m
-    err = ffi.new("char[]", 256)
-    sym = lib.wa_image_link(v.image, b"wa_module", err, 256)  # registers code ranges
+    st = ffi.new("wa_image_status *")
+    sym = lib.wa_image_link(v.image, b"wa_module", st)  # registers code ranges
     if sym == ffi.NULL:
-        raise ArtifactError(f"{path}: cannot be mapped: {ffi.string(err).decode(errors='replace')}")
-    base, span = lib.wa_image_base(v.image), lib.wa_image_span(v.image)
+        raise ArtifactError(f"{path}: cannot be mapped: {ffi.string(st.err).decode(errors='replace')}")
+    base, span = st.base, st.span
     desc = ffi.cast("wa_module_desc *", sym)
     if desc.abi_version != abi.ABI_VERSION:
         lib.wa_unmap_image(base, span)
