@@ -93,8 +93,8 @@ static int read_all(int fd, uint8_t *dst, uint64_t n) {
 }
 
 /* Reads the artifact at `path` (or, path being NULL, in mem[0, mem_len)) as described above and
- * checksums its bytes but the last `unchecked` ones.  NULL on failure: *err_no is an errno value
- * when the file cannot be read; otherwise err says why the bytes are not an image this loader can
+ * checksums its bytes but the last `unchecked` ones.  NULL on failure: st->err_no is an errno value
+ * when the file cannot be read; otherwise st->err says why the bytes are not an image this loader can
  * lay out (the caller diagnoses further: most such files are corrupt or not ours).
  *
  * With `map_file`, a large file is mapped instead of copied, as ld.so maps a library: its pages are
