@@ -42,22 +42,33 @@ def host_flags() -> frozenset[str]:
         try:  # the first CPU's block is enough; raw reads (the kernel writes this file on each read)
             fd = os.open("/proc/cpuinfo", os.O_RDONLY)
             try:
-                text = b""
+                text = b"\n"
                 while True:
                     chunk = os.read(fd, 16384)
                     text += chunk
-                    lines = text.split(b"\n")
-                    found = [ln for ln in lines[:-1] if ln.partition(b":")[0].strip() in (b"flags", b"Features")]
-                    if found or not chunk:
+                    line = _flags_line(text)
+                    if line is not None or not chunk:
                         break
             finally:
                 os.close(fd)
-            if found:
-                flags.update(found[0].partition(b":")[2].decode(errors="replace").split())
+            if line is not None:
+                flags.update(line.decode(errors="replace").split())
         except OSError:
             pass
         _host_flags = frozenset(flags)
     return _host_flags
+
+
+def _flags_line(text: bytes) -> bytes | None:
+    """The value of the first complete "flags" (x86) or "Features" (arm) line of cpuinfo text."""
+    for key in (b"\nflags", b"\nFeatures"):
+        at = text.find(key)
+        if at >= 0:
+            end = text.find(b"\n", at + 1)
+            colon = text.find(b":", at)
+            if end >= 0 and 0 <= colon < end:
+                return text[colon + 1:end]
+    return None
 
 
 @functools.lru_cache(maxsize=64)  # a pure function of its arguments: the host's flags never change
@@ -66,16 +77,9 @@ def _missing(features: str, arch: str) -> tuple[str, ...]:
     if not flags:
         return ()
     table = _ARM if arch in ("aarch64", "arm64") else _X86
-    missing = []
-    for f in features.split(","):
-        f = f.strip()
-        if not f.startswith("+"):
-            continue
-        name = f[1:]
-        flag = table.get(name, name.replace(".", "_").replace("-", "_"))
-        if flag is not None and flag not in flags:
-            missing.append(name)
-    return tuple(missing)
+    plus = [f.strip()[1:] for f in features.split(",") if f.strip().startswith("+")]
+    kernel = [table[n] if n in table else n.replace(".", "_").replace("-", "_") for n in plus]
+    return tuple(n for n, flag in zip(plus, kernel) if flag is not None and flag not in flags)
 
 
 def missing_features(features: str, arch: str | None = None) -> list[str]:
