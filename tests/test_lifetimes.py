@@ -147,3 +147,27 @@ def test_artifacts_are_unmapped_once_unused(tmp_path):
     with pytest.raises(wa.Trap) as ei:
         t.func("boom")()
     assert [fr.func_name for fr in ei.value.frames] == ["boom"]
+
+
+def test_a_dropped_instance_is_freed_at_once():
+    """No reference cycle through an instance's own caches (exports, functions, its own tables): its
+    memory goes when the last reference does, not at some later cyclic collection."""
+    import weakref
+
+    mod = wa.compile(wat('(module (memory (export "m") 1) (table (export "t") 1 funcref) (global (export "g") '
+                         '(mut funcref) (ref.null func)) (func $f (export "f") (result i32) (i32.const 1)) '
+                         '(elem (i32.const 0) $f) (func $s) (start $s))'))
+    gc.collect()
+    gc.disable()
+    try:
+        inst = mod.instantiate()
+        f, mem = inst.func("f"), weakref.ref(inst.exports["m"])
+        assert inst.exports.f is f and f() == 1
+        ref = weakref.ref(inst)
+        del inst
+        assert ref() is not None  # its function keeps it
+        assert f() == 1
+        del f
+        assert ref() is None and mem() is None
+    finally:
+        gc.enable()

@@ -251,7 +251,7 @@ class Mapped:
     """A linked artifact: its metadata and the addresses of its code. Unmapped when collected
     (its Modules, Instances and Functions hold it)."""
 
-    __slots__ = ("path", "meta", "desc", "funcs", "tramps", "shims", "_datas", "_base", "_span", "_names",
+    __slots__ = ("path", "meta", "desc", "funcs", "tramps", "shims", "sigs", "_datas", "_base", "_span", "_names",
                  "__weakref__")
 
     def __init__(self, path: str, meta: dict[str, Any], desc: Any, base: Any, span: int) -> None:
@@ -266,6 +266,7 @@ class Mapped:
         self.tramps: list[Any] = ffi.unpack(desc.tramps, len(plan.types)) if plan.types else []  # per type index
         self.shims: list[Any] = ffi.unpack(desc.shims, plan.nimported) if plan.nimported else []  # per imported func
         self._datas: list[Any] | None = None
+        self.sigs: dict[int, Any] = {}  # type index -> externs.WasmSignature, made on first use
         self._names = register_functions(self)
 
     @property

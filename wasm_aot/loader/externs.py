@@ -107,20 +107,19 @@ class Function(_fastcall.Callable):
         self._owner = None
 
     @classmethod
-    def _wasm(cls, owner: Any, index: int, type: FuncType, funcref: Any, tramp: Any) -> "Function":
+    def _wasm(cls, owner: Any, index: int, funcref: Any, funcref_addr: int, sig: "WasmSignature") -> "Function":
         f = cls.__new__(cls)
         f._fn = None
-        f._type = type
+        f._type = sig.type
         f._pass_context = False
         f._owner = owner  # keeps the instance (and its code) alive
         f._index = index
         f._funcref = funcref
-        f._funcref_addr = int(ffi.cast("uintptr_t", funcref))
-        f._tramp = tramp
-        params, results = type.params, type.results
-        f._to_bits = [V.TO_BITS[t] for t in params]
-        f._nslots = max(len(params), len(results), 1)
-        f._arm(_addr(tramp), _addr(funcref.ctx), _addr(funcref.code), _kinds(params), _kinds(results), trap_from)
+        f._funcref_addr = funcref_addr
+        f._tramp = sig.tramp
+        f._to_bits = sig.to_bits
+        f._nslots = sig.nslots
+        f._arm(sig.tramp_addr, _addr(funcref.ctx), _addr(funcref.code), sig.kinds_params, sig.kinds_results, trap_from)
         return f
 
     @property
@@ -192,6 +191,19 @@ class Function(_fastcall.Callable):
             return f"<wa.Function host {getattr(self._fn, '__name__', self._fn)!r} {self._type}>"
         name = self._owner._m.meta["func_names"].get(str(self._index))
         return f"<wa.Function wasm func[{self._index}]{' $' + name if name else ''} {self._type}>"
+
+
+class WasmSignature:
+    """What every Function of one type in one artifact shares (made once, not per Function)."""
+
+    __slots__ = ("type", "tramp", "tramp_addr", "to_bits", "nslots", "kinds_params", "kinds_results")
+
+    def __init__(self, type: FuncType, tramp: Any) -> None:
+        params, results = type.params, type.results
+        self.type, self.tramp, self.tramp_addr = type, tramp, _addr(tramp)
+        self.to_bits = [V.TO_BITS[t] for t in params]
+        self.nslots = max(len(params), len(results), 1)
+        self.kinds_params, self.kinds_results = _kinds(params), _kinds(results)
 
 
 def keep_referent(keepalive: set, v: Any) -> None:

@@ -1,6 +1,7 @@
 """Instantiation: resolve imports, build the ctx, apply segments, run the start function."""
 from __future__ import annotations
 
+import weakref
 from typing import Any, Iterator, Mapping
 
 from ..errors import ExportNotFound, ExportWrongType, LinkError, SignatureError, Trap, TrapCode
@@ -8,7 +9,7 @@ from ..metadata import extern_from_json
 from ..types import FuncType, GlobalType, MemoryType, TableType, ValType, Value
 from . import values as V
 from .artifact import Mapped
-from .externs import Extern, Function, Global, Memory, Table
+from .externs import Extern, Function, Global, Memory, Table, WasmSignature
 from .plan import Plan, plan_of, type_id
 from .runtime import RT_PTR, STACK_LIMIT_TLS, ffi, lib
 
@@ -137,6 +138,7 @@ class Instance:
 
         # functions: imports first (host functions through this module's shims)
         self._funcs = ctx.funcs = ffi.new("wa_funcref[]", nfuncs) if nfuncs else ffi.NULL
+        self._funcs_at = int(ffi.cast("uintptr_t", self._funcs))
         self._hostfuncs = []
         for i, f in enumerate(imported["func"]):
             fr = self._funcs[i]
@@ -159,7 +161,10 @@ class Instance:
         if plan.ndefined:
             lib.wa_fill_funcrefs(self._funcs + nimp, mapped.desc.funcs, plan.defined_type_index,
                                  plan.type_ids, ctx, plan.ndefined)
-        self._func_objects: dict[int, Function] = {}
+        # weakly: a Function holds its instance, so a strong cache would make every instance a cycle
+        # (a dropped instance would then wait for the cyclic collector to free its memory)
+        self._func_objects: "dict[int, weakref.ref[Function]]" = {}
+        self._exports_ref: "weakref.ref[Exports] | None" = None
         if nfuncs:
             V.register_funcrefs(int(ffi.cast("uintptr_t", self._funcs)), nfuncs, self)
 
@@ -192,10 +197,12 @@ class Instance:
             ctx.globals = self._global_ptrs
 
         # wasm may store references to this instance's functions in any of its tables and funcref
-        # globals, imported or its own (exported, they can outlive it): they keep it alive
-        for t in tables:
+        # globals: those that can outlive it keep it alive. Imported ones now; its own ones only once
+        # they leave through its exports (_export_extern), so that an instance whose tables never do
+        # is freed as soon as it is dropped, not at the next cyclic collection.
+        for t in imported["table"]:
             t._keepalive.add(self)
-        for g in globs:
+        for g in imported["global"]:
             if g.type.valtype is ValType.FUNCREF:
                 g._keepalive.add(self)
 
@@ -207,7 +214,7 @@ class Instance:
             self._elem_arrays = []
             self._elem_items = ctx.elem_items = ffi.new("void **[]", len(plan.elems))
             self._elem_sizes = ctx.elem_sizes = ffi.new("uint32_t[]", len(plan.elems))
-            funcs_at = int(ffi.cast("uintptr_t", self._funcs))
+            funcs_at = self._funcs_at
             for i, (et, e) in enumerate(plan.elems):
                 idx = plan.elem_funcs[i]
                 if not e["init"]:
@@ -221,7 +228,6 @@ class Instance:
                 self._elem_items[i] = arr
                 self._elem_sizes[i] = len(e["init"])
 
-        self._exports = Exports(self._export_extern, plan.exports)
 
         # active segments, in order; a failure traps like table.init / memory.init would
         for i, (_, e) in enumerate(plan.elems):
@@ -265,16 +271,19 @@ class Instance:
     # ---- exports ----
 
     def funcref_object(self, index: int) -> Function:
-        f = self._func_objects.get(index)
+        ref = self._func_objects.get(index)
+        f = ref() if ref is not None else None
         if f is None:
             nimp = len(self._m.shims)
             if index < nimp and self._imports_funcs()[index].is_host:
                 f = self._imports_funcs()[index]
             else:
                 ti = self._m.meta["func_types"][index]
-                f = Function._wasm(self, index, self._types[ti], ffi.addressof(self._funcs, index),
-                                   self._m.tramps[ti])
-            self._func_objects[index] = f
+                sig = self._m.sigs.get(ti)
+                if sig is None:  # per artifact and type, not per Function
+                    sig = self._m.sigs[ti] = WasmSignature(self._types[ti], self._m.tramps[ti])
+                f = Function._wasm(self, index, self._funcs + index, self._funcs_at + _FUNCREF_SIZE * index, sig)
+            self._func_objects[index] = weakref.ref(f)
         return f
 
     def _imports_funcs(self) -> list[Function]:
@@ -285,16 +294,22 @@ class Instance:
             return self.funcref_object(i)
         if kind == "memory":
             return self._memories[i]
-        if kind == "table":
-            return self._tables[i]
-        return self._globals[i]
+        ext = self._tables[i] if kind == "table" else self._globals[i]
+        if kind == "table" or ext.type.valtype is ValType.FUNCREF:
+            ext._keepalive.add(self)  # it may outlive this instance now, holding its functions
+        return ext
 
     @property
     def exports(self) -> Exports:
-        return self._exports
+        # held weakly for the same reason as the functions: the Exports holds this instance
+        e = self._exports_ref() if self._exports_ref is not None else None
+        if e is None:
+            e = Exports(self._export_extern, self._plan.exports)
+            self._exports_ref = weakref.ref(e)
+        return e
 
     def _export_func(self, name: str) -> Function:
-        ext = self._exports[name]
+        ext = self.exports[name]
         if not isinstance(ext, Function):
             raise ExportWrongType(f"export {name!r} is a {type(ext).__name__}, not a function")
         return ext
@@ -322,7 +337,7 @@ class Instance:
         return f._index
 
     def __repr__(self) -> str:
-        return f"<wa.Instance of {self.module!r} exports={list(self._exports)}>"
+        return f"<wa.Instance of {self.module!r} exports={list(self.exports)}>"
 
 
 __all__ = ["Instance", "Value"]
