@@ -319,6 +319,8 @@ class Memory:
         ffi.memmove(self._ptr.base + offset, data, len(data))
 
     def __repr__(self) -> str:
+        if getattr(self, "_ptr", None) is None:  # freed (only seen by gc.garbage and the like)
+            return "<wa.Memory (freed)>"
         return f"<wa.Memory {self.size} page(s), max {self._limits.max}>"
 
 
