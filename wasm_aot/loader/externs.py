@@ -424,6 +424,8 @@ class Table:
         return old
 
     def __repr__(self) -> str:
+        if getattr(self, "_ptr", None) is None:
+            return "<wa.Table (freed)>"
         return f"<wa.Table {self._type.elem} size {self.size}, max {self._type.limits.max}>"
 
 
