@@ -170,9 +170,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="wa-load-bench-") as tmp:
         for name, wasm, runs in (("small", small_wasm(), a.runs),
                                  (f"large ({a.large_funcs} funcs)", large_wasm(a.large_funcs), max(a.runs // 4, 10))):
-            t0 = time.perf_counter()
             mod = wa.compile(wasm)  # through the cache: a hit after the first run of this script
-            compile_s = time.perf_counter() - t0
             size = os.path.getsize(mod.path)
             first, cold, warm = ours_first(mod.path, runs), ours_cold(mod.path, runs), ours_warm(mod.path, runs)
             fresh = ours_fresh_process(mod.path, a.fresh_runs)

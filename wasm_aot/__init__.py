@@ -19,7 +19,6 @@ from .loader.instance import Instance
 from .loader.module import Module, load
 
 
-
 def __getattr__(name: str) -> object:
     # wa.compile imports the compiler's front end (decoder, validator, cache) on first use only: a
     # process that only loads artifacts never pays for it (and never for llvmlite, which only

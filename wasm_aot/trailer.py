@@ -98,19 +98,6 @@ def unpack(raw: bytes) -> Trailer | None:
     return Trailer(body_len, meta_off, meta_len, flags, mac, check)
 
 
-def find(data: bytes) -> bytes | None:
-    """The raw trailer at the end of `data`, if both magics are in place."""
-    if len(data) < TRAILER_SIZE or data[-len(END):] != END or data[-TRAILER_SIZE:-TRAILER_SIZE + 8] != MAGIC:
-        return None
-    return data[-TRAILER_SIZE:]
-
-
-def parse(raw: bytes) -> Trailer:
-    _, body_len, meta_off, meta_len, flags, _ = _HEAD.unpack_from(raw)
-    return Trailer(body_len, meta_off, meta_len, flags, raw[HEAD_SIZE:HEAD_SIZE + 32],
-                   struct.unpack_from("<Q", raw, HEAD_SIZE + 32)[0])
-
-
 def signature_ok(raw: bytes, body: bytes | memoryview, key: bytes) -> bool:
     import hmac
 

@@ -18,12 +18,13 @@ from ..ir import ExternKind, Func, Module
 from ..metadata import SECTION
 from ..types import FuncType
 from .function import FuncCodegen
+from .layout import (HOSTCALL_FNTYPE, I8, I32, I64, PTR, STRUCT, TRAMP_FNTYPE, VALTYPE, VOID, Callee,
+                     wasm_fntype)
 
 # wasm data segments go where ld's default script puts .data.rel.ro.*: read-only after relocation,
 # never executable (see emit.py)
 DATA_SECTION = ".data.rel.ro.wa_data"
-from .layout import (HOSTCALL_FNTYPE, I8, I32, I64, PTR, STRUCT, TRAMP_FNTYPE, VALTYPE, VOID, Callee,
-                     wasm_fntype)
+
 
 _CALLS = (op.CALL, op.CALL_INDIRECT)
 

@@ -133,29 +133,36 @@ def _open(path: str | None, data: bytes | None, where: str, map_file: bool) -> t
 def _refuse(data: bytes, where: str, key: bytes | None, layout_error: str) -> ArtifactError:
     """Why bytes the C loader could not lay out are refused (a corrupt or foreign file, mostly):
     the same checks as for a loadable file, on the whole bytes."""
-    raw = trailer.find(data)
-    if raw is None:
-        return ArtifactError(f"{where}: {_diagnose(data)}")
-    t = trailer.parse(raw)
-    if t.body_len != len(data) - trailer.TRAILER_SIZE or trailer.checksum(
-            memoryview(data)[:len(data) - trailer.UNCHECKED]) != t.checksum:
-        return ArtifactError(f"{where}: {CORRUPT}")
+    def read(off: int, n: int) -> bytes:
+        return data[off:off + n]
+
     try:
-        _check_signature(t, raw, lambda: memoryview(data)[:t.body_len], where, key)
-        _check(data[:64], lambda off, n: data[off:off + n], t, where)
+        n = len(data)
+        t, _ = _check_trailer(data[-trailer.TRAILER_SIZE:] if n >= trailer.TRAILER_SIZE else b"", n,
+                              trailer.checksum(memoryview(data)[:max(n - trailer.UNCHECKED, 0)]), read, where, key)
+        _check(data[:64], read, t, where)
     except ArtifactError as e:
         return e
     return ArtifactError(f"{where}: cannot be mapped: {layout_error}")
 
 
-def _check_signature(t: trailer.Trailer, raw: bytes, body: Any, where: str, key: bytes | None) -> bool:
+def _check_trailer(raw: bytes, size: int, checksum: int, read: Any, where: str,
+                   key: bytes | None) -> tuple[trailer.Trailer, bool]:
+    """The trailer `raw` (the file's last bytes) of a file of `size` bytes whose checksum is
+    `checksum`, and whether it is signed; ArtifactError unless it is intact, matches the checksum
+    and the signature the key in force asks for. read(off, n) gives the file's bytes."""
+    t = trailer.unpack(raw) if len(raw) == trailer.TRAILER_SIZE else None
+    if t is None:
+        raise ArtifactError(f"{where}: {_diagnose(read(0, size))}")
+    if t.body_len != size - trailer.TRAILER_SIZE or checksum != t.checksum:
+        raise ArtifactError(f"{where}: {CORRUPT}")
     signed = bool(t.flags & trailer.FLAG_SIGNED)
     if key is not None:
         if not signed:
             raise ArtifactError(f"{where}: {UNSIGNED}")
-        if not trailer.signature_ok(raw, body(), key):
+        if not trailer.signature_ok(raw, read(0, t.body_len), key):
             raise ArtifactError(f"{where}: {BAD_SIGNATURE}")
-    return signed
+    return t, signed
 
 
 def verify(data: bytes, where: str, key: bytes | None = None, path: str | None = None) -> Verified:
@@ -171,18 +178,17 @@ def verify(data: bytes, where: str, key: bytes | None = None, path: str | None =
         if data is None:
             data = _read_file(path)
         raise _refuse(data, where, key, ffi.string(st.err).decode(errors="replace"))
+
+    def read(off: int, n: int) -> bytes:
+        return _read(img, off, n)
+
     size = st.file_len
     raw = ffi.buffer(st.tail)[-trailer.TRAILER_SIZE:] if size >= trailer.TRAILER_SIZE else b""
-    t = trailer.unpack(raw) if raw else None
-    if t is None:
-        raise ArtifactError(f"{where}: {_diagnose(_read(img, 0, size))}")
-    if t.body_len != size - trailer.TRAILER_SIZE or st.checksum != t.checksum:
-        raise ArtifactError(f"{where}: {CORRUPT}")
-    signed = _check_signature(t, raw, lambda: _read(img, 0, t.body_len), where, key)
+    t, signed = _check_trailer(raw, size, st.checksum, read, where, key)
     digest = f"{t.checksum:016x}"
     meta = _checked.get((digest, size, signed))
     if meta is None:
-        meta = _check(_read(img, 0, 64), lambda off, n: _read(img, off, n), t, where)
+        meta = _check(read(0, 64), read, t, where)
         _checked[(digest, size, signed)] = meta
     return Verified(img, size, meta, digest, signed)
 

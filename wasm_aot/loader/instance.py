@@ -5,15 +5,12 @@ import weakref
 from typing import Any, Iterator, Mapping
 
 from ..errors import ExportNotFound, ExportWrongType, LinkError, SignatureError, Trap, TrapCode
-from ..metadata import extern_from_json
 from ..types import FuncType, GlobalType, MemoryType, TableType, ValType, Value
 from . import values as V
 from .artifact import Mapped
 from .externs import Extern, Function, Global, Memory, Table, WasmSignature
 from .plan import Plan, plan_of, type_id
 from .runtime import RT_PTR, STACK_LIMIT_TLS, ffi, lib
-
-_FUNCREF_SIZE = ffi.sizeof("wa_funcref")
 
 
 def _limits_match(have_min: int, have_max: int | None, want: Any) -> bool:
@@ -166,7 +163,7 @@ class Instance:
         self._func_objects: "dict[int, weakref.ref[Function]]" = {}
         self._exports_ref: "weakref.ref[Exports] | None" = None
         if nfuncs:
-            V.register_funcrefs(int(ffi.cast("uintptr_t", self._funcs)), nfuncs, self)
+            V.register_funcrefs(self._funcs_at, nfuncs, self)
 
         # memory
         mems = imported["memory"] + [Memory(t) for t in plan.memories] if plan.memories else imported["memory"]
@@ -220,14 +217,13 @@ class Instance:
                 if not e["init"]:
                     arr = ffi.NULL
                 elif idx is not None:  # a funcref is the address of the function's entry in self._funcs
-                    arr = ffi.new("uintptr_t[]", [funcs_at + _FUNCREF_SIZE * k if k >= 0 else 0 for k in idx])
+                    arr = ffi.new("uintptr_t[]", [funcs_at + V.FUNCREF_SIZE * k if k >= 0 else 0 for k in idx])
                 else:
                     arr = ffi.new("uintptr_t[]", [self.eval_const(x, et) for x in e["init"]])
                 self._elem_arrays.append(arr)
                 arr = ffi.cast("void **", arr)
                 self._elem_items[i] = arr
                 self._elem_sizes[i] = len(e["init"])
-
 
         # active segments, in order; a failure traps like table.init / memory.init would
         for i, (_, e) in enumerate(plan.elems):
@@ -282,7 +278,7 @@ class Instance:
                 sig = self._m.sigs.get(ti)
                 if sig is None:  # per artifact and type, not per Function
                     sig = self._m.sigs[ti] = WasmSignature(self._types[ti], self._m.tramps[ti])
-                f = Function._wasm(self, index, self._funcs + index, self._funcs_at + _FUNCREF_SIZE * index, sig)
+                f = Function._wasm(self, index, self._funcs + index, self._funcs_at + V.FUNCREF_SIZE * index, sig)
             self._func_objects[index] = weakref.ref(f)
         return f
 

@@ -77,7 +77,7 @@ def externref_value(bits: int) -> Any:
 
 
 _host_cells: "weakref.WeakValueDictionary[int, Any]" = weakref.WeakValueDictionary()  # cell address -> host Function
-_FUNCREF_SIZE = ffi.sizeof("wa_funcref")
+FUNCREF_SIZE = ffi.sizeof("wa_funcref")
 _dead_ranges: list[int] = []  # starts of collected owners' ranges, dropped before the next change
 
 
@@ -90,7 +90,7 @@ def register_funcrefs(start: int, count: int, owner: Any) -> None:
     goes when the owner does (weakly held: an instance must be collectable)."""
     _drop_dead()
     # the weak reference's callback only records the death (see _drop_dead); cheaper than a finalize
-    entry = (start + count * _FUNCREF_SIZE, weakref.ref(owner, lambda _r, s=start: _dead_ranges.append(s)))
+    entry = (start + count * FUNCREF_SIZE, weakref.ref(owner, lambda _r, s=start: _dead_ranges.append(s)))
     k = bisect.bisect(_funcref_ranges, start)
     _funcref_ranges.insert(k, start)
     _funcref_owners.insert(k, entry)
@@ -117,7 +117,7 @@ def funcref_value(bits: int) -> Any:
         end, ref = _funcref_owners[k]
         owner = ref()
         if bits < end and owner is not None:
-            return owner.funcref_object((bits - _funcref_ranges[k]) // _FUNCREF_SIZE)
+            return owner.funcref_object((bits - _funcref_ranges[k]) // FUNCREF_SIZE)
     raise ValueError(f"unknown function reference {bits:#x}")
 
 
