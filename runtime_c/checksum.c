@@ -117,81 +117,77 @@ static uint64_t len_129to240(const uint8_t *in, size_t len, const uint8_t *s, ui
 
 /* The long-input loop: 64-byte stripes into 8 accumulator lanes (independent of each other, which
  * is what SIMD exploits), the secret sliding 8 bytes per stripe; the lanes are scrambled after each
- * 1 KiB block; the last stripe is the input's last 64 bytes.  One version per instruction set, each
- * keeping the accumulators in registers for the whole input. */
-static void stripe_scalar(uint64_t *acc, const uint8_t *in, const uint8_t *s) {
-    for (int i = 0; i < 8; i++) {
-        uint64_t v = rd64(in + 8 * i), k = v ^ rd64(s + 8 * i);
-        acc[i ^ 1] += v;
-        acc[i] += (uint64_t)(uint32_t)k * (k >> 32);
-    }
-}
+ * 1 KiB block; the last stripe is the input's last 64 bytes.  WALK is that order, written once;
+ * each instruction set supplies STRIPE(p, sec) and SCRAMBLE(sec) and keeps the accumulators in
+ * registers for the whole input. */
+#define WALK(STRIPE_AT, SCRAMBLE_AT)                                                                 \
+    do {                                                                                             \
+        size_t nblocks = (len - 1) / BLOCK;                                                          \
+        for (size_t b = 0; b < nblocks; b++) {                                                       \
+            for (int n = 0; n < STRIPES_PER_BLOCK; n++) STRIPE_AT(in + b * BLOCK + n * STRIPE, s + 8 * n); \
+            SCRAMBLE_AT(s + SECRET_SIZE - STRIPE);                                                   \
+        }                                                                                            \
+        size_t nstripes = ((len - 1) - nblocks * BLOCK) / STRIPE;                                    \
+        for (size_t n = 0; n < nstripes; n++) STRIPE_AT(in + nblocks * BLOCK + n * STRIPE, s + 8 * n); \
+        STRIPE_AT(in + len - STRIPE, s + SECRET_SIZE - STRIPE - 7);                                  \
+    } while (0)
 
-static void loop_scalar(uint64_t *acc, const uint8_t *in, size_t len, const uint8_t *s) {
-    size_t nblocks = (len - 1) / BLOCK;
-    for (size_t b = 0; b < nblocks; b++) {
-        for (int n = 0; n < STRIPES_PER_BLOCK; n++) stripe_scalar(acc, in + b * BLOCK + n * STRIPE, s + 8 * n);
-        for (int i = 0; i < 8; i++) acc[i] = (acc[i] ^ (acc[i] >> 47) ^ rd64(s + SECRET_SIZE - STRIPE + 8 * i)) * P32_1;
+/* the plain C version: what other architectures run, and the reference the SIMD ones must match */
+__attribute__((unused)) static void loop_scalar(uint64_t *acc, const uint8_t *in, size_t len, const uint8_t *s) {
+#define STRIPE_SCALAR(p, sec)                                                  \
+    for (int i = 0; i < 8; i++) {                                              \
+        uint64_t v = rd64((p) + 8 * i), k = v ^ rd64((sec) + 8 * i);           \
+        acc[i ^ 1] += v;                                                       \
+        acc[i] += (uint64_t)(uint32_t)k * (k >> 32);                           \
     }
-    size_t nstripes = ((len - 1) - nblocks * BLOCK) / STRIPE;
-    for (size_t n = 0; n < nstripes; n++) stripe_scalar(acc, in + nblocks * BLOCK + n * STRIPE, s + 8 * n);
-    stripe_scalar(acc, in + len - STRIPE, s + SECRET_SIZE - STRIPE - 7);
+#define SCRAMBLE_SCALAR(sec) \
+    for (int i = 0; i < 8; i++) acc[i] = (acc[i] ^ (acc[i] >> 47) ^ rd64((sec) + 8 * i)) * P32_1
+    WALK(STRIPE_SCALAR, SCRAMBLE_SCALAR);
 }
 
 #if defined(__x86_64__)
-/* lo32(k) * hi32(k) per 64-bit lane, plus the input with its two 64-bit halves of each pair swapped */
-#define SSE_STRIPE(a, in, s)                                                                             \
-    for (int i = 0; i < 4; i++) {                                                                        \
-        __m128i v = _mm_loadu_si128((const __m128i *)((in) + 16 * i));                                   \
-        __m128i k = _mm_xor_si128(v, _mm_loadu_si128((const __m128i *)((s) + 16 * i)));                  \
-        __m128i prod = _mm_mul_epu32(k, _mm_shuffle_epi32(k, _MM_SHUFFLE(0, 3, 0, 1)));                  \
-        a[i] = _mm_add_epi64(a[i], _mm_add_epi64(prod, _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 0, 3, 2))));  \
-    }
-
+/* per 64-bit lane: lo32(k) * hi32(k), plus the input with the two lanes of each pair swapped;
+ * the scramble multiplies each lane by P32_1 as lo32 * P + (hi32 * P << 32) */
 static void loop_sse2(uint64_t *acc, const uint8_t *in, size_t len, const uint8_t *s) {
     __m128i a[4];
     const __m128i prime = _mm_set1_epi32((int)P32_1);
     memcpy(a, acc, 64);
-    size_t nblocks = (len - 1) / BLOCK;
-    for (size_t b = 0; b < nblocks; b++) {
-        for (int n = 0; n < STRIPES_PER_BLOCK; n++) SSE_STRIPE(a, in + b * BLOCK + n * STRIPE, s + 8 * n)
-        for (int i = 0; i < 4; i++) {
-            __m128i x = _mm_xor_si128(_mm_xor_si128(a[i], _mm_srli_epi64(a[i], 47)),
-                                      _mm_loadu_si128((const __m128i *)(s + SECRET_SIZE - STRIPE + 16 * i)));
-            __m128i hi = _mm_mul_epu32(_mm_shuffle_epi32(x, _MM_SHUFFLE(0, 3, 0, 1)), prime);
-            a[i] = _mm_add_epi64(_mm_mul_epu32(x, prime), _mm_slli_epi64(hi, 32));
-        }
+#define STRIPE_SSE2(p, sec)                                                                              \
+    for (int i = 0; i < 4; i++) {                                                                        \
+        __m128i v = _mm_loadu_si128((const __m128i *)((p) + 16 * i));                                    \
+        __m128i k = _mm_xor_si128(v, _mm_loadu_si128((const __m128i *)((sec) + 16 * i)));                \
+        __m128i prod = _mm_mul_epu32(k, _mm_shuffle_epi32(k, _MM_SHUFFLE(0, 3, 0, 1)));                  \
+        a[i] = _mm_add_epi64(a[i], _mm_add_epi64(prod, _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 0, 3, 2))));  \
     }
-    size_t nstripes = ((len - 1) - nblocks * BLOCK) / STRIPE;
-    for (size_t n = 0; n < nstripes; n++) SSE_STRIPE(a, in + nblocks * BLOCK + n * STRIPE, s + 8 * n)
-    SSE_STRIPE(a, in + len - STRIPE, s + SECRET_SIZE - STRIPE - 7)
+#define SCRAMBLE_SSE2(sec)                                                                               \
+    for (int i = 0; i < 4; i++) {                                                                        \
+        __m128i x = _mm_xor_si128(_mm_xor_si128(a[i], _mm_srli_epi64(a[i], 47)),                         \
+                                  _mm_loadu_si128((const __m128i *)((sec) + 16 * i)));                   \
+        __m128i hi = _mm_mul_epu32(_mm_shuffle_epi32(x, _MM_SHUFFLE(0, 3, 0, 1)), prime);                \
+        a[i] = _mm_add_epi64(_mm_mul_epu32(x, prime), _mm_slli_epi64(hi, 32));                           \
+    }
+    WALK(STRIPE_SSE2, SCRAMBLE_SSE2);
     memcpy(acc, a, 64);
 }
-
-#define AVX2_STRIPE(a, in, s)                                                                                   \
-    for (int i = 0; i < 2; i++) {                                                                               \
-        __m256i v = _mm256_loadu_si256((const __m256i *)((in) + 32 * i));                                       \
-        __m256i k = _mm256_xor_si256(v, _mm256_loadu_si256((const __m256i *)((s) + 32 * i)));                  \
-        __m256i prod = _mm256_mul_epu32(k, _mm256_shuffle_epi32(k, _MM_SHUFFLE(0, 3, 0, 1)));                  \
-        a[i] = _mm256_add_epi64(a[i], _mm256_add_epi64(prod, _mm256_shuffle_epi32(v, _MM_SHUFFLE(1, 0, 3, 2)))); \
-    }
 
 __attribute__((target("avx2"))) static void loop_avx2(uint64_t *acc, const uint8_t *in, size_t len, const uint8_t *s) {
     __m256i a[2] = {_mm256_loadu_si256((const __m256i *)acc), _mm256_loadu_si256((const __m256i *)(acc + 4))};
     const __m256i prime = _mm256_set1_epi32((int)P32_1);
-    size_t nblocks = (len - 1) / BLOCK;
-    for (size_t b = 0; b < nblocks; b++) {
-        for (int n = 0; n < STRIPES_PER_BLOCK; n++) AVX2_STRIPE(a, in + b * BLOCK + n * STRIPE, s + 8 * n)
-        for (int i = 0; i < 2; i++) {
-            __m256i x = _mm256_xor_si256(_mm256_xor_si256(a[i], _mm256_srli_epi64(a[i], 47)),
-                                         _mm256_loadu_si256((const __m256i *)(s + SECRET_SIZE - STRIPE + 32 * i)));
-            __m256i hi = _mm256_mul_epu32(_mm256_shuffle_epi32(x, _MM_SHUFFLE(0, 3, 0, 1)), prime);
-            a[i] = _mm256_add_epi64(_mm256_mul_epu32(x, prime), _mm256_slli_epi64(hi, 32));
-        }
+#define STRIPE_AVX2(p, sec)                                                                                     \
+    for (int i = 0; i < 2; i++) {                                                                               \
+        __m256i v = _mm256_loadu_si256((const __m256i *)((p) + 32 * i));                                        \
+        __m256i k = _mm256_xor_si256(v, _mm256_loadu_si256((const __m256i *)((sec) + 32 * i)));                \
+        __m256i prod = _mm256_mul_epu32(k, _mm256_shuffle_epi32(k, _MM_SHUFFLE(0, 3, 0, 1)));                  \
+        a[i] = _mm256_add_epi64(a[i], _mm256_add_epi64(prod, _mm256_shuffle_epi32(v, _MM_SHUFFLE(1, 0, 3, 2)))); \
     }
-    size_t nstripes = ((len - 1) - nblocks * BLOCK) / STRIPE;
-    for (size_t n = 0; n < nstripes; n++) AVX2_STRIPE(a, in + nblocks * BLOCK + n * STRIPE, s + 8 * n)
-    AVX2_STRIPE(a, in + len - STRIPE, s + SECRET_SIZE - STRIPE - 7)
+#define SCRAMBLE_AVX2(sec)                                                                                      \
+    for (int i = 0; i < 2; i++) {                                                                               \
+        __m256i x = _mm256_xor_si256(_mm256_xor_si256(a[i], _mm256_srli_epi64(a[i], 47)),                       \
+                                     _mm256_loadu_si256((const __m256i *)((sec) + 32 * i)));                    \
+        __m256i hi = _mm256_mul_epu32(_mm256_shuffle_epi32(x, _MM_SHUFFLE(0, 3, 0, 1)), prime);                 \
+        a[i] = _mm256_add_epi64(_mm256_mul_epu32(x, prime), _mm256_slli_epi64(hi, 32));                         \
+    }
+    WALK(STRIPE_AVX2, SCRAMBLE_AVX2);
     _mm256_storeu_si256((__m256i *)acc, a[0]);
     _mm256_storeu_si256((__m256i *)(acc + 4), a[1]);
 }
