@@ -28,6 +28,9 @@ typedef struct {
     void *base;
     size_t span;
 } wa_image_status;
+const uint32_t *wa_cpu_words(void);
+int wa_cpu_has(const char *name);
+int wa_cpu_lacks(const char *features, char *out, size_t cap);
 uint64_t wa_checksum(const void *data, size_t n, uint64_t seed);
 wa_image *wa_image_open(const char *path, const void *mem, uint64_t mem_len, uint64_t unchecked, uint64_t seed,
                         int map_file, wa_image_status *st);
@@ -60,7 +63,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "wasm_aot._runtime",
-    "#include <stdint.h>\n" + DECLS + "\n" + "".join((HERE / f).read_text() for f in ("runtime.c", "checksum.c", "image.c")),
+    "#include <stdint.h>\n" + DECLS + "\n" + "".join((HERE / f).read_text() for f in ("runtime.c", "checksum.c", "image.c", "cpu.c")),
     extra_compile_args=["-O2", "-fno-omit-frame-pointer", "-Wall"],
     libraries=["dl", "pthread"],
 )

@@ -19,7 +19,7 @@ import wasm_aot as wa
 from wasm_aot import cli, metadata, trailer
 from wasm_aot.compiler import compile_to_file
 from wasm_aot.loader import artifact as art
-from wasm_aot.loader.cpu import host_flags, missing_features
+from wasm_aot.loader.cpu import cpu_words, cpuid_has, host_flags, missing_features
 from wasm_aot.loader.runtime import lib
 
 SRC = """
@@ -310,6 +310,32 @@ def test_cpu_feature_names_map_to_cpuinfo(unsigned):
     if "avx2" in host_flags():
         assert missing_features("+avx2,+sse4.2,+sse3,+64bit,+lzcnt,-avx512f") == []
     assert missing_features("+no-such-feature") == ["no-such-feature"]  # unknown features fail closed
+    assert all(f.startswith("+") for f in meta["cpu_features"].split(","))  # what a loader checks, only
+
+
+@pytest.mark.skipif(not cpu_words(), reason="no CPUID on this architecture")
+def test_cpuid_features_agree_with_llvm():
+    """runtime_c/cpu.c reads the host's features as LLVM's own host detection does: every feature
+    LLVM reports on (or off) for this machine that the table knows, it reports the same."""
+    import llvmlite.binding as llvm
+
+    llvm.initialize_native_target()
+    host = llvm.get_host_cpu_features()
+    known = {name: on for name, on in host.items() if cpuid_has(name) is not None}
+    assert len(known) >= 60 and {"sse2", "64bit", "cx16"} <= set(known)
+    assert {name: cpuid_has(name) for name in known} == known
+    assert missing_features(host.flatten()) == []
+    lacking = [name for name, on in known.items() if not on]
+    if lacking:
+        assert missing_features(",".join("+" + n for n in lacking) + ",+sse2,-avx") == lacking
+
+
+def test_features_cpuid_cannot_tell_go_to_the_kernel():
+    # a name outside CPUID's table is looked up in /proc/cpuinfo under its kernel name
+    for name in ("sm4", "sha512", "no-such-feature"):
+        assert cpuid_has(name) is None
+        flag = name.replace("-", "_")
+        assert missing_features("+" + name) == ([] if flag in host_flags() or not host_flags() else [name])
 
 
 # ---- signing ----

@@ -23,7 +23,14 @@ _CPU_FIELDS = (b"vendor_id", b"cpu family", b"model", b"model name", b"stepping"
 
 
 def cpu_identity() -> bytes:
-    """What identifies this machine's CPU (its first /proc/cpuinfo block), plus the architecture."""
+    """What identifies this machine's CPU, plus the architecture: its CPUID words (vendor, signature,
+    feature words: what LLVM's host detection reads) where there is CPUID, else its first
+    /proc/cpuinfo block."""
+    from .loader.cpu import cpu_words
+
+    words = cpu_words()
+    if words:
+        return platform.machine().encode() + b"\ncpuid " + " ".join(map(str, words)).encode()
     try:
         with open("/proc/cpuinfo", "rb") as f:
             first = f.read().split(b"\n\n")[0]
@@ -35,7 +42,7 @@ def cpu_identity() -> bytes:
 
 @functools.lru_cache(maxsize=None)
 def _key(cpu: str) -> str:
-    """What the description depends on, hashed (once per process: /proc/cpuinfo is slow to read)."""
+    """What the description depends on, hashed (once per process)."""
     import llvmlite  # the package only: its version, not the LLVM library
 
     return hashlib.sha256(json.dumps([llvmlite.__version__, cpu]).encode() + cpu_identity()).hexdigest()[:32]

@@ -45,7 +45,9 @@ def toolchain(cpu: str) -> dict:
         "llvm": ".".join(map(str, llvm.llvm_version_info)),
         "triple": tm.triple,
         "cpu_name": name,
-        "cpu_features": features,
+        # what an artifact needs of the CPU it runs on: the features it may use (the "-" ones say
+        # nothing a loader checks, and were half of a small artifact's metadata)
+        "cpu_features": ",".join(f for f in features.split(",") if f.startswith("+")),
     }
 
 
