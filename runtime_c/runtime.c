@@ -17,7 +17,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -35,6 +38,7 @@
 /* Room left below the wasm stack limit for the runtime, a host call back into Python and the
  * signal handler. */
 #define WA_STACK_MARGIN (256 * 1024)
+#define WA_MAX_STACK ((uintptr_t)64 << 20)
 
 static int wa_py_host_call(void *handle, uint8_t *slots); /* defined by cffi (extern "Python") */
 
@@ -230,21 +234,54 @@ int wa_install_handlers(void) {
     return 0;
 }
 
-static void init_thread(void) {
+/* The initial thread's stack without pthread_getattr_np, which reads /proc/self/maps for it
+ * (~100 us, on the first wasm call of a process): the stack's top is just above the program's name,
+ * the first thing execve puts there, and the kernel grows it down to its rlimit from that top (as
+ * glibc computes it too).  0 where that does not apply: another thread, no finite rlimit. */
+static int initial_thread_stack(uintptr_t *low, uintptr_t *high) {
+    struct rlimit rl;
+    const char *execfn = (const char *)getauxval(AT_EXECFN);
+    if (getpid() != (pid_t)syscall(SYS_gettid) || !execfn || getrlimit(RLIMIT_STACK, &rl) != 0 ||
+        rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1ull << 30))
+        return 0;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t top = ((uintptr_t)execfn + strlen(execfn) + 1 + sizeof(void *) + page - 1) & ~(page - 1);
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+    if (here >= top || top - here >= rl.rlim_cur)  /* not running on that stack after all */
+        return 0;
+    *low = top - (rl.rlim_cur & ~(page - 1));
+    *high = top;
+    return 1;
+}
+
+/* This thread's stack bounds; `exact`: by pthread_getattr_np even for the initial thread (tests
+ * compare the two).  Returns 0 if they are unknown. */
+int wa_thread_stack(uintptr_t *low, uintptr_t *high, int exact) {
     pthread_attr_t attr;
     void *addr;
     size_t size;
-    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-        pthread_attr_getstack(&attr, &addr, &size);
-        pthread_attr_destroy(&attr);
-        thread_stack_low = (uintptr_t)addr;
-        thread_stack_high = (uintptr_t)addr + size;
-    } else {
+    if (!exact && initial_thread_stack(low, high))
+        return 1;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0)
+        return 0;
+    pthread_attr_getstack(&attr, &addr, &size);
+    pthread_attr_destroy(&attr);
+    *low = (uintptr_t)addr;
+    *high = (uintptr_t)addr + size;
+    return 1;
+}
+
+static void init_thread(void) {
+    if (!wa_thread_stack(&thread_stack_low, &thread_stack_high, 0)) {
         uintptr_t here = (uintptr_t)__builtin_frame_address(0);
         thread_stack_low = here - (1u << 20);
         thread_stack_high = here + 4096;
     }
-    thread_limit = thread_stack_low + WA_STACK_MARGIN;
+    /* a huge stack (an unlimited rlimit: pthread reports up to the next mapping, gigabytes) would let
+     * runaway recursion take all memory before it traps: wasm gets at most WA_MAX_STACK of it */
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0), low = thread_stack_low;
+    if (here > low + WA_MAX_STACK) low = here - WA_MAX_STACK;
+    thread_limit = low + WA_STACK_MARGIN;
     if (!thread_altstack_done) {
         /* the guard page's fault must have a stack to run on */
         stack_t old;

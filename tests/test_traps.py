@@ -4,6 +4,7 @@ and host exceptions become HOST traps. The process must survive all of it."""
 from __future__ import annotations
 
 import random
+import threading
 import struct
 
 import pytest
@@ -420,3 +421,35 @@ def test_trap_in_start_function():
     src = r"""(module (func $s unreachable) (start $s))"""
     mod = wa.compile(wat(src))
     expect_trap(TC.UNREACHABLE, mod.instantiate)
+
+
+def test_initial_thread_stack_bounds_match_pthread():
+    """The initial thread's stack is found without /proc/self/maps (runtime.c initial_thread_stack):
+    the bounds agree with pthread_getattr_np's, so the stack-overflow limit is where it was."""
+    from wasm_aot.loader.runtime import ffi, lib
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("pytest runs this test off the main thread")
+    lo, hi, xlo, xhi = (ffi.new("uintptr_t *") for _ in range(4))
+    assert lib.wa_thread_stack(lo, hi, 0) == 1 and lib.wa_thread_stack(xlo, xhi, 1) == 1
+    page = 4096
+    # the limit side agrees; the top is the stack mapping's end (glibc's: just above argc, below the
+    # arguments and environment)
+    assert abs(lo[0] - xlo[0]) <= page and xhi[0] <= hi[0] <= xhi[0] + (1 << 21)
+
+
+@pytest.mark.parametrize("limit", ["8192", "unlimited", "65536"])
+def test_stack_overflow_in_a_fresh_process_under_stack_limits(limit, tmp_path):
+    """The first wasm call of a process finds the initial thread's stack from its rlimit (or, for an
+    unlimited one, from pthread): deep recursion still traps, and the process survives."""
+    import subprocess
+    import sys
+    path = tmp_path / "rec.wasm"
+    path.write_bytes(wat('(module (func $f (export "f") (param i32) (result i32) '
+                         'local.get 0 i32.const 1 i32.add call $f))'))
+    code = ("import wasm_aot as wa\n"
+            f"i = wa.compile(open({str(path)!r}, 'rb').read(), cache=False).instantiate()\n"
+            "try:\n    i.exports.f(0)\nexcept wa.Trap as t:\n    print(t.code.name, i.exports.f.__class__.__name__)\n")
+    r = subprocess.run(["bash", "-c", f'ulimit -s {limit} && exec "$0" -c "$1"', sys.executable, code],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[0] == "STACK_OVERFLOW"
