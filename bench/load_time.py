@@ -95,8 +95,11 @@ FRESH = """
 import sys, time
 import wasm_aot as wa
 t0 = time.perf_counter()
-wa.load(sys.argv[1]).instantiate()
-print(time.perf_counter() - t0)
+inst = wa.load(sys.argv[1]).instantiate()
+t1 = time.perf_counter()
+if len(sys.argv) > 2:  # and the first call: the time to a first result
+    assert inst.exports.add(1, 2) == 3
+print(t1 - t0, time.perf_counter() - t0)
 """
 
 
@@ -117,10 +120,15 @@ def import_ms(package: str, runs: int) -> float:
     return statistics.median(ts[1:]) * 1e3
 
 
-def ours_fresh_process(path: str, runs: int) -> float:
-    ts = [float(subprocess.run([sys.executable, "-c", FRESH, path], check=True, capture_output=True,
-                               text=True).stdout) for _ in range(runs)]
-    return statistics.median(ts) * 1e6
+def _fresh(script: str, path: str, runs: int, call: bool) -> tuple[float, float]:
+    """Median (load + instantiate, and with the first call when `call`) in new interpreters, us."""
+    out = [subprocess.run([sys.executable, "-c", script, path] + (["call"] if call else []), check=True,
+                          capture_output=True, text=True).stdout.split() for _ in range(runs)]
+    return statistics.median(float(o[0]) for o in out) * 1e6, statistics.median(float(o[1]) for o in out) * 1e6
+
+
+def ours_fresh_process(path: str, runs: int, call: bool = False) -> tuple[float, float]:
+    return _fresh(FRESH, path, runs, call)
 
 
 WT_FRESH = """
@@ -128,20 +136,22 @@ import sys, time
 import wasmtime
 engine = wasmtime.Engine()
 t0 = time.perf_counter()
-wasmtime.Instance(wasmtime.Store(engine), wasmtime.Module.deserialize_file(engine, sys.argv[1]), [])
-print(time.perf_counter() - t0)
+store = wasmtime.Store(engine)
+inst = wasmtime.Instance(store, wasmtime.Module.deserialize_file(engine, sys.argv[1]), [])
+t1 = time.perf_counter()
+if len(sys.argv) > 2:
+    assert inst.exports(store)["add"](store, 1, 2) == 3
+print(t1 - t0, time.perf_counter() - t0)
 """
 
 
-def wasmtime_fresh_process(path: str, runs: int) -> float:
+def wasmtime_fresh_process(path: str, runs: int, call: bool = False) -> tuple[float, float]:
     """As ours_fresh_process: the first deserialize_file + Instance in a new interpreter (after
     `import wasmtime` and Engine(), as ours is timed after `import wasm_aot`)."""
-    ts = [float(subprocess.run([sys.executable, "-c", WT_FRESH, path], check=True, capture_output=True,
-                               text=True).stdout) for _ in range(runs)]
-    return statistics.median(ts) * 1e6
+    return _fresh(WT_FRESH, path, runs, call)
 
 
-def wasmtime_times(wasm: bytes, runs: int, tmp: str, fresh_runs: int) -> tuple[float, float, float]:
+def wasmtime_times(wasm: bytes, runs: int, tmp: str, fresh_runs: int, call: bool) -> tuple[float, float, tuple]:
     import wasmtime
     engine = wasmtime.Engine()
     blob = wasmtime.Module(engine, wasm).serialize()
@@ -156,7 +166,7 @@ def wasmtime_times(wasm: bytes, runs: int, tmp: str, fresh_runs: int) -> tuple[f
         wasmtime.Instance(wasmtime.Store(engine), wasmtime.Module.deserialize_file(engine, path), [])
     from_bytes()
     from_file()
-    return _median_us(from_bytes, runs), _median_us(from_file, runs), wasmtime_fresh_process(path, fresh_runs)
+    return _median_us(from_bytes, runs), _median_us(from_file, runs), wasmtime_fresh_process(path, fresh_runs, call)
 
 
 def main() -> int:
@@ -167,14 +177,18 @@ def main() -> int:
     a = ap.parse_args()
     os.environ.pop("WASM_AOT_SIGNING_KEY", None)
     rows = []
+    first_results = []
     with tempfile.TemporaryDirectory(prefix="wa-load-bench-") as tmp:
         for name, wasm, runs in (("small", small_wasm(), a.runs),
                                  (f"large ({a.large_funcs} funcs)", large_wasm(a.large_funcs), max(a.runs // 4, 10))):
             mod = wa.compile(wasm)  # through the cache: a hit after the first run of this script
             size = os.path.getsize(mod.path)
             first, cold, warm = ours_first(mod.path, runs), ours_cold(mod.path, runs), ours_warm(mod.path, runs)
-            fresh = ours_fresh_process(mod.path, a.fresh_runs)
-            wt_bytes, wt_file, wt_fresh = wasmtime_times(wasm, runs, tmp, a.fresh_runs)
+            call = name == "small"
+            fresh, fresh_call = ours_fresh_process(mod.path, a.fresh_runs, call)
+            wt_bytes, wt_file, (wt_fresh, wt_fresh_call) = wasmtime_times(wasm, runs, tmp, a.fresh_runs, call)
+            if call:
+                first_results.append((name, fresh_call, wt_fresh_call))
             rows.append((name, len(wasm), size, first, cold, warm, fresh, wt_bytes, wt_file, wt_fresh))
             print(f"  measured {name}", file=sys.stderr)
     head = (f"{'module':<20}{'artifact':>9}{'ours first':>11}{'cold':>6}{'warm':>6}{'fresh':>7}"
@@ -189,6 +203,9 @@ def main() -> int:
                  "per checksum); warm: image already mapped (the file is still read and its checksum checked); "
                  "fresh: first load in a new interpreter, after the import (wasmtime: after import and Engine()). "
                  "Ratios are wasmtime / wasm-aot: above 1 means wasm-aot is faster.")
+    for name, ours, wt in first_results:
+        lines.append(f"time to a first result in a new interpreter ({name}: load, instantiate, call add(1, 2)): "
+                     f"wasm_aot {ours:.0f} us, wasmtime {wt:.0f} us")
     lines.append(f"import in a new interpreter (median of {a.fresh_runs}): wasm_aot {import_ms('wasm_aot', a.fresh_runs):.1f} ms, "
                  f"wasmtime {import_ms('wasmtime', a.fresh_runs):.1f} ms")
     text = "\n".join(lines)
