@@ -278,13 +278,15 @@ def _lacking_feature() -> str:
      None),
     ({"cpu_features": "FEATURE"}, None),
     ({"func_types": "not hex"}, art.BAD_METADATA),
+    ({"cpu_features": "+sse2\0+no-such-feature"}, art.BAD_METADATA),
+    ({"cpu_features": ["+sse2"]}, art.BAD_METADATA),
     ({"func_types": [0, 1, 2]}, art.BAD_METADATA),
 ])
 def test_metadata_mismatches(tmp_path, wasm, change, expected):
     host = art.machine_triple_arch()
     if "triple" in change:
         expected = art.ARCH.format(got=change["triple"].split("-")[0], want=host)
-    if "cpu_features" in change:
+    if change.get("cpu_features") == "FEATURE":
         f = _lacking_feature()
         change = {"cpu_features": f"+sse2,-avx,+{f}"}
         expected = art.CPU.format(missing="+" + f)

@@ -237,7 +237,10 @@ def _check_meta(meta: dict, data: bytes, where: str) -> None:
     elf_arch = _ELF_MACHINES.get(struct.unpack_from("<H" if data[5] == 1 else ">H", data, 0x12)[0], "?")
     if arch != host or elf_arch != host:
         raise ArtifactError(f"{where}: " + ARCH.format(got=arch if arch != host else elf_arch, want=host))
-    missing = missing_features(str(meta.get("cpu_features", "")), host)
+    features = meta.get("cpu_features", "")
+    if not isinstance(features, str) or "\0" in features:  # (the C check reads up to a NUL)
+        raise ArtifactError(f"{where}: {BAD_METADATA}")
+    missing = missing_features(features, host)
     if missing:
         raise ArtifactError(f"{where}: " + CPU.format(missing=", ".join("+" + m for m in missing)))
 
