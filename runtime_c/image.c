@@ -60,6 +60,7 @@ struct wa_image {
     Elf64_Ehdr eh;        /* the headers the copy was laid out by */
     Elf64_Phdr ph[IMG_MAX_PHDRS];
     int linked;
+    int claimed;          /* a wa_image_link has begun: an image is linked once, by one thread */
 };
 
 static int in_file(uint64_t off, uint64_t n, uint64_t len) { return off <= len && n <= len - off; }
@@ -216,7 +217,7 @@ void *wa_image_link(wa_image *im, const char *name, wa_image_status *st) {
     uint8_t *base = im->base;
     size_t span = im->span, page = (size_t)sysconf(_SC_PAGESIZE);
     void *result = NULL;
-    if (im->linked || !base) IMG_FAIL("image already linked");
+    if (!base || __atomic_exchange_n(&im->claimed, 1, __ATOMIC_ACQ_REL)) IMG_FAIL("image already linked");
     for (int i = 0; i < eh->e_phnum; i++)
         if (ph[i].p_type == PT_DYNAMIC) dyn = &ph[i];
     /* the dynamic section: relocation tables and the symbol table */

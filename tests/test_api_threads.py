@@ -300,3 +300,33 @@ def test_deep_recursion_calling_python_at_every_level_in_every_thread():
     run()
     assert codes == [TC.STACK_OVERFLOW] * 3
     assert max(depth) > 1000
+
+
+def test_loading_and_instantiating_from_many_threads_at_once(work_module):
+    """Threads instantiating one fresh Module at once link its image once (linking releases the GIL:
+    two threads linking the same image crashed the process) and share it; loads, instantiations,
+    calls and drops of the same artifact in parallel all work."""
+    from wasm_aot.loader import artifact
+    path = work_module.path
+    for _ in range(30):
+        artifact._mapped.clear()  # nothing mapped: the threads race to link
+        m = wa.load(path)
+        barrier = threading.Barrier(4)
+        insts: list = []
+
+        def instantiate():
+            barrier.wait()
+            insts.append(m.instantiate())
+        _run_threads(*[instantiate] * 4)
+        assert len({id(i._m) for i in insts}) == 1  # one mapping, shared
+        assert [i.exports.div(7, 2) for i in insts] == [3] * 4
+
+    def churn():
+        for k in range(40):
+            inst = wa.load(path).instantiate()
+            assert inst.exports.work(100) == work_module.instantiate().exports.work(100)
+            if k % 5 == 0:
+                with pytest.raises(wa.Trap):
+                    inst.exports.oob()
+            del inst
+    _run_threads(*[churn] * 4)

@@ -8,10 +8,11 @@ swap the file between the check and the mapping.
 from __future__ import annotations
 
 import json
-import weakref
 import os
 import struct
 import sys
+import threading
+import weakref
 from typing import Any
 
 from .. import abi, metadata, trailer
@@ -306,8 +307,18 @@ def _forget(ident: tuple, ref: "weakref.ref[Mapped]") -> None:
         del _mapped[ident]
 
 
+# Linking releases the GIL (a C call): threads instantiating the same Module at once must not link
+# its image twice (or map the same content twice); the first links, the others find its mapping.
+_map_lock = threading.Lock()
+
+
 def map_artifact(path: str, v: Verified) -> Mapped:
     """Link a verified image. Each content is linked once per process."""
+    with _map_lock:
+        return _map(path, v)
+
+
+def _map(path: str, v: Verified) -> Mapped:
     ref = _mapped.get(v.identity)
     m = ref() if ref is not None else None
     if m is not None:
