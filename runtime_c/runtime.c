@@ -398,21 +398,39 @@ void wa_memory_free(wa_memory *m) {
 }
 
 /* Returns the old size in pages, or -1 (as uint32) when the memory cannot grow. */
+/* Growing is serialised: an instance may run in several threads at once, and two grows racing
+ * would both commit the same pages and lose one size update. */
+static pthread_mutex_t grow_lock = PTHREAD_MUTEX_INITIALIZER;
+
 uint32_t wa_memory_grow(wa_memory *m, uint32_t delta) {
+    uint32_t rc = UINT32_MAX;
+    pthread_mutex_lock(&grow_lock);
     uint64_t old = m->size / WA_PAGE, new_pages = old + delta;
-    if (new_pages > m->max_pages || new_pages * WA_PAGE > m->reserved) return UINT32_MAX;
-    if (delta && mprotect(m->base + m->size, (uint64_t)delta * WA_PAGE, PROT_READ | PROT_WRITE) != 0)
-        return UINT32_MAX;
-    __atomic_store_n(&m->size, new_pages * WA_PAGE, __ATOMIC_RELEASE);
-    return (uint32_t)old;
+    if (new_pages <= m->max_pages && new_pages * WA_PAGE <= m->reserved &&
+        (!delta || mprotect(m->base + m->size, (uint64_t)delta * WA_PAGE, PROT_READ | PROT_WRITE) == 0)) {
+        __atomic_store_n(&m->size, new_pages * WA_PAGE, __ATOMIC_RELEASE);
+        rc = (uint32_t)old;
+    }
+    pthread_mutex_unlock(&grow_lock);
+    return rc;
 }
 
 /* ---------- tables ---------- */
 
+/* A table's element array is never freed while the table lives: wasm running in another thread may
+ * still read the array a grow has just replaced (it loads the size, with acquire, then the array).
+ * Each array's hidden slot [-1] points to the allocation of the one it replaced. */
+static void **elems_alloc(uint64_t cap, void **replaced) {
+    void **a = calloc(cap + 1, sizeof(void *));
+    if (!a) return NULL;
+    a[0] = replaced ? (void *)(replaced - 1) : NULL;
+    return a + 1;
+}
+
 wa_table *wa_table_new(uint32_t min, uint32_t max, uint32_t kind) {
     wa_table *t = calloc(1, sizeof *t);
     if (!t) return NULL;
-    t->elems = calloc(min ? min : 1, sizeof(void *));
+    t->elems = elems_alloc(min ? min : 1, NULL);
     if (!t->elems) { free(t); return NULL; }
     t->size = t->capacity = min;
     t->max = max;
@@ -422,27 +440,44 @@ wa_table *wa_table_new(uint32_t min, uint32_t max, uint32_t kind) {
 
 void wa_table_free(wa_table *t) {
     if (!t) return;
-    free(t->elems);
+    for (void **a = t->elems - 1; a;) {
+        void **replaced = (void **)a[0];
+        free(a);
+        a = replaced;
+    }
     free(t);
 }
 
 uint32_t wa_table_grow(wa_table *t, void *init, uint32_t delta) {
+    uint32_t rc = UINT32_MAX;
+    pthread_mutex_lock(&grow_lock);
     uint64_t old = t->size, n = old + delta;
-    if (n > t->max || n > UINT32_MAX) return UINT32_MAX;
+    if (n > t->max || n > UINT32_MAX) goto out;
     if (n > t->capacity) {
         uint64_t cap = t->capacity * 2 > n ? t->capacity * 2 : n;
         if (cap > t->max) cap = t->max;
-        void **e = realloc(t->elems, cap * sizeof(void *));
-        if (!e) return UINT32_MAX;
-        t->elems = e;
+        void **e = elems_alloc(cap, t->elems);
+        if (!e) goto out;
+        memcpy(e, t->elems, old * sizeof(void *));
+        for (uint64_t i = old; i < n; i++) e[i] = init;
+        __atomic_store_n(&t->elems, e, __ATOMIC_RELEASE);  /* the array before the size that needs it */
         t->capacity = (uint32_t)cap;
+    } else {
+        for (uint64_t i = old; i < n; i++) t->elems[i] = init;
     }
-    for (uint64_t i = old; i < n; i++) t->elems[i] = init;
-    t->size = (uint32_t)n;
-    return (uint32_t)old;
+    __atomic_store_n(&t->size, (uint32_t)n, __ATOMIC_RELEASE);
+    rc = (uint32_t)old;
+out:
+    pthread_mutex_unlock(&grow_lock);
+    return rc;
 }
 
 /* ---------- helpers called from generated code through ctx->rt ---------- */
+
+/* Sizes read with acquire: what a grow in another thread published before the size (the committed
+ * pages, the table's new array) is then visible. */
+static uint64_t mem_size(const wa_memory *m) { return __atomic_load_n(&m->size, __ATOMIC_ACQUIRE); }
+static uint32_t table_size(const wa_table *t) { return __atomic_load_n(&t->size, __ATOMIC_ACQUIRE); }
 
 #define CHECK_RANGE(off, n, size, code) \
     do { if ((uint64_t)(off) + (uint64_t)(n) > (uint64_t)(size)) rt_trap(ctx, code); } while (0)
@@ -450,12 +485,12 @@ uint32_t wa_table_grow(wa_table *t, void *init, uint32_t delta) {
 static uint32_t rt_memory_grow(wa_ctx *ctx, uint32_t delta) { return wa_memory_grow(ctx->mem0, delta); }
 
 static void rt_memory_fill(wa_ctx *ctx, uint32_t d, uint32_t val, uint32_t n) {
-    CHECK_RANGE(d, n, ctx->mem0->size, WA_TRAP_MEMORY_OOB);
+    CHECK_RANGE(d, n, mem_size(ctx->mem0), WA_TRAP_MEMORY_OOB);
     memset(ctx->mem0_base + d, (int)val, n);
 }
 
 static void rt_memory_copy(wa_ctx *ctx, uint32_t d, uint32_t s, uint32_t n) {
-    uint64_t size = ctx->mem0->size;
+    uint64_t size = mem_size(ctx->mem0);
     CHECK_RANGE(d, n, size, WA_TRAP_MEMORY_OOB);
     CHECK_RANGE(s, n, size, WA_TRAP_MEMORY_OOB);
     memmove(ctx->mem0_base + d, ctx->mem0_base + s, n);
@@ -463,7 +498,7 @@ static void rt_memory_copy(wa_ctx *ctx, uint32_t d, uint32_t s, uint32_t n) {
 
 static void rt_memory_init(wa_ctx *ctx, uint32_t seg, uint32_t d, uint32_t s, uint32_t n) {
     CHECK_RANGE(s, n, ctx->data_sizes[seg], WA_TRAP_MEMORY_OOB);
-    CHECK_RANGE(d, n, ctx->mem0->size, WA_TRAP_MEMORY_OOB);
+    CHECK_RANGE(d, n, mem_size(ctx->mem0), WA_TRAP_MEMORY_OOB);
     if (n) memcpy(ctx->mem0_base + d, ctx->data_ptrs[seg] + s, n);
 }
 
@@ -475,21 +510,21 @@ static uint32_t rt_table_grow(wa_ctx *ctx, uint32_t t, void *init, uint32_t delt
 
 static void rt_table_fill(wa_ctx *ctx, uint32_t t, uint32_t d, void *val, uint32_t n) {
     wa_table *tab = ctx->tables[t];
-    CHECK_RANGE(d, n, tab->size, WA_TRAP_TABLE_OOB);
+    CHECK_RANGE(d, n, table_size(tab), WA_TRAP_TABLE_OOB);
     for (uint32_t i = 0; i < n; i++) tab->elems[d + i] = val;
 }
 
 static void rt_table_copy(wa_ctx *ctx, uint32_t dt, uint32_t st, uint32_t d, uint32_t s, uint32_t n) {
     wa_table *dst = ctx->tables[dt], *src = ctx->tables[st];
-    CHECK_RANGE(d, n, dst->size, WA_TRAP_TABLE_OOB);
-    CHECK_RANGE(s, n, src->size, WA_TRAP_TABLE_OOB);
+    CHECK_RANGE(d, n, table_size(dst), WA_TRAP_TABLE_OOB);
+    CHECK_RANGE(s, n, table_size(src), WA_TRAP_TABLE_OOB);
     memmove(dst->elems + d, src->elems + s, (size_t)n * sizeof(void *));
 }
 
 static void rt_table_init(wa_ctx *ctx, uint32_t t, uint32_t seg, uint32_t d, uint32_t s, uint32_t n) {
     wa_table *tab = ctx->tables[t];
     CHECK_RANGE(s, n, ctx->elem_sizes[seg], WA_TRAP_TABLE_OOB);
-    CHECK_RANGE(d, n, tab->size, WA_TRAP_TABLE_OOB);
+    CHECK_RANGE(d, n, table_size(tab), WA_TRAP_TABLE_OOB);
     if (n) memcpy(tab->elems + d, ctx->elem_items[seg] + s, (size_t)n * sizeof(void *));
 }
 
@@ -504,13 +539,13 @@ const void *wa_rt_ptr(void) { return &the_rt; }
 
 /* Instantiation-time segment copies, with the same bounds rules as memory.init / table.init. */
 int wa_init_memory(wa_memory *m, uint64_t d, const uint8_t *src, uint64_t n) {
-    if (d + n > m->size) return -1;
+    if (d + n > mem_size(m)) return -1;
     if (n) memcpy(m->base + d, src, n);
     return 0;
 }
 
 int wa_init_table(wa_table *t, uint64_t d, void **items, uint64_t n) {
-    if (d + n > t->size) return -1;
+    if (d + n > table_size(t)) return -1;
     if (n) memcpy(t->elems + d, items, n * sizeof(void *));
     return 0;
 }

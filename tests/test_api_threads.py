@@ -330,3 +330,57 @@ def test_loading_and_instantiating_from_many_threads_at_once(work_module):
                     inst.exports.oob()
             del inst
     _run_threads(*[churn] * 4)
+
+
+GROW_WAT = r"""
+(module
+  (type $t (func (result i32)))
+  (table $tab (export "table") 2 funcref)
+  (memory (export "memory") 1)
+  (elem (i32.const 0) $one $two)
+  (func $one (type $t) (i32.const 1))
+  (func $two (type $t) (i32.const 2))
+  ;; n indirect calls of entries 0 and 1, summed
+  (func (export "calls") (param $n i32) (result i32)
+    (local $i i32) (local $sum i32)
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $sum (i32.add (local.get $sum)
+          (call_indirect (type $t) (i32.and (local.get $i) (i32.const 1)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $l)))
+    (local.get $sum))
+  (func (export "grow_table") (param i32) (result i32) (table.grow $tab (ref.null func) (local.get 0)))
+  (func (export "grow_memory") (param i32) (result i32) (memory.grow (local.get 0)))
+)
+"""
+
+
+def test_tables_and_memories_grow_while_other_threads_run_wasm():
+    """A grow replaces a table's element array while wasm in other threads reads it: the replaced
+    array stays valid (never freed under a reader), the size is read with acquire, and concurrent
+    grows are serialised (every grow is counted once)."""
+    inst = wa.compile(wat(GROW_WAT)).instantiate()
+    table, memory, calls = inst.exports.table, inst.exports.memory, inst.exports.calls
+    grows = 3000
+
+    def call_while_growing():
+        for _ in range(60):
+            assert calls(20000) == 30000
+
+    def grow_from_python():
+        for _ in range(grows // 2):
+            table.grow(1)
+
+    def grow_from_wasm():
+        for _ in range(grows // 2):
+            assert inst.exports.grow_table(1) != -1
+            assert inst.exports.grow_memory(0) >= 1
+
+    _run_threads(call_while_growing, call_while_growing, grow_from_python, grow_from_wasm)
+    assert table.size == 2 + grows
+    assert [table.get(i) is None for i in (0, 1, 2, 2 + grows - 1)] == [False, False, True, True]
+    before = memory.size
+    _run_threads(*[lambda: [inst.exports.grow_memory(1) for _ in range(50)]] * 4)
+    assert memory.size == before + 200  # no grow lost to another

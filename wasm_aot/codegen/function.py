@@ -389,7 +389,7 @@ class FuncCodegen:
         i = self.stack.pop()
         args = self.pop(len(ft.params))
         tab = self.table_ptr(table)
-        size = self.b.load(self.field_ptr("wa_table", tab, "size"), typ=I32)
+        size = self.load_table_size(tab)
         self.trap_if(self.b.icmp_unsigned(">=", i, size), TrapCode.TABLE_OUT_OF_BOUNDS)
         elems = self.b.load(self.field_ptr("wa_table", tab, "elems"), typ=PTR)
         fr = self.b.load(self.b.gep(elems, [self.b.zext(i, I64)], inbounds=True, source_etype=PTR), typ=PTR)
@@ -525,9 +525,15 @@ class FuncCodegen:
         tables = self.ctx_field("tables", PTR)
         return self.b.load(self.b.gep(tables, [ll.Constant(I32, t)], inbounds=True, source_etype=PTR), typ=PTR)
 
+    def load_table_size(self, tab: ll.Value) -> ll.Value:
+        """A table's size, loaded with acquire: the element array a grow in another thread published
+        before it is then the one read (runtime.c keeps replaced arrays alive, never shorter than
+        the size they went with)."""
+        return self.b.load_atomic(self.field_ptr("wa_table", tab, "size"), "acquire", 4, typ=I32)
+
     def table_elem(self, t: int, i: ll.Value) -> ll.Value:
         tab = self.table_ptr(t)
-        size = self.b.load(self.field_ptr("wa_table", tab, "size"), typ=I32)
+        size = self.load_table_size(tab)
         self.trap_if(self.b.icmp_unsigned(">=", i, size), TrapCode.TABLE_ACCESS_OUT_OF_BOUNDS)
         elems = self.b.load(self.field_ptr("wa_table", tab, "elems"), typ=PTR)
         return self.b.gep(elems, [self.b.zext(i, I64)], inbounds=True, source_etype=PTR)
