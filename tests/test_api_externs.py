@@ -274,3 +274,35 @@ def test_keyboard_interrupt_in_a_host_function_propagates_as_itself():
     with pytest.raises(KeyboardInterrupt):
         inst.func("f")()
     assert inst.func("g")() == 5
+
+
+def test_globals_refuse_values_of_another_type():
+    inst = wa.compile(wat("""(module (global (export "n") (mut i32) (i32.const 0))
+                                    (global (export "g") (mut funcref) (ref.null func)))""")).instantiate()
+    with pytest.raises(TypeError, match="expected a value of type i32"):
+        inst.exports.n.value = wa.Value(wa.F64, 1.5)
+    with pytest.raises(TypeError, match="expected a value of type funcref"):
+        inst.exports.g.value = wa.Value(wa.I64, 0x4141414141)  # an address chosen from Python
+    with pytest.raises(TypeError):
+        wa.Global(wa.GlobalType(wa.I32, True), wa.Value(wa.I64, 1))
+    inst.exports.n.value = wa.Value(wa.I32, 5)
+    assert inst.exports.n.value == 5
+
+
+def test_an_unguarded_memory_imports_only_into_bounds_checked_code():
+    """Without bounds checks, loads and stores rely on the guard region after a memory: an
+    unguarded one would let wasm reach past its end."""
+    src = wat('(module (import "env" "mem" (memory 1)) (func (export "peek") (result i32) (i32.load (i32.const 6553600))))')
+    mem = wa.Memory(wa.MemoryType(wa.Limits(1)), guarded=False)
+    with pytest.raises(wa.LinkError, match="without guard pages"):
+        wa.compile(src).instantiate({"env": {"mem": mem}})
+    inst = wa.compile(src, bounds_checks=True).instantiate({"env": {"mem": mem}})
+    with pytest.raises(wa.Trap):
+        inst.exports.peek()
+
+
+def test_imports_must_be_a_mapping():
+    mod = wa.compile(wat('(module (func (export "f")))'))
+    for bad in ([], "env", 5):
+        with pytest.raises(TypeError, match="imports must map"):
+            mod.instantiate(bad)

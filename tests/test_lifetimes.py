@@ -171,3 +171,66 @@ def test_a_dropped_instance_is_freed_at_once():
         assert ref() is None and mem() is None
     finally:
         gc.enable()
+
+
+KEEPER_WAT = r"""
+(module
+  (type $t (func (result i32)))
+  (import "env" "get" (func $get (result funcref)))
+  (table 1 funcref)
+  (func (export "store") (param funcref) (table.set (i32.const 0) (local.get 0)))
+  (func (export "store_from_host") (table.set (i32.const 0) (call $get)))
+  (func (export "call") (result i32) (call_indirect (type $t) (i32.const 0)))
+)
+"""
+GIVER_WAT = '(module (func (export "f") (result i32) (i32.const 42)))'
+
+
+def _spray() -> list:
+    """Reuse freed memory (a funcref cell, a funcs array) with junk, so a dangling reference shows."""
+    from wasm_aot.loader.runtime import ffi
+    out = []
+    for _ in range(2000):
+        c = ffi.new("wa_funcref[1]")
+        c[0].code = ffi.cast("void *", 0x414141414141)
+        out.append(c)
+    return out
+
+
+def test_funcrefs_handed_to_wasm_from_python_keep_their_instance_alive():
+    """A funcref passed as an argument (typed or wa.Value) or returned by a host function may be
+    stored by wasm in its private table: the instance it belongs to lives as long as the receiver
+    (it was freed, and the table called through freed memory)."""
+    for how in ("arg", "value", "host"):
+        held = {}
+        keeper = wa.compile(wat(KEEPER_WAT)).instantiate(
+            {"env": {"get": wa.Function(lambda: held.pop("f"), wa.FuncType([], [wa.FUNCREF]))}})
+        giver = wa.compile(wat(GIVER_WAT)).instantiate()
+        held["f"] = giver.func("f")
+        if how == "arg":
+            keeper.func("store")(held.pop("f"))
+        elif how == "value":
+            keeper.dyn_func("store").call([wa.Value(wa.FUNCREF, held.pop("f"))])
+        else:
+            keeper.func("store_from_host")()
+        del giver
+        gc.collect()
+        spray = _spray()
+        assert keeper.func("call")() == 42, how
+        del spray
+
+
+def test_an_instance_passing_its_funcrefs_to_another_is_kept_by_it():
+    """Wasm calling an imported function of another instance with a funcref argument: the callee
+    may store it, so the callee keeps the caller alive."""
+    keeper = wa.compile(wat(KEEPER_WAT)).instantiate({"env": {"get": lambda: None}})
+    caller = wa.compile(wat(r"""
+      (module (import "k" "store" (func $store (param funcref)))
+        (func $mine (result i32) (i32.const 7)) (elem declare func $mine)
+        (func (export "give") (call $store (ref.func $mine))))""")).instantiate({"k": keeper})
+    caller.func("give")()
+    del caller
+    gc.collect()
+    spray = _spray()
+    assert keeper.func("call")() == 7
+    del spray

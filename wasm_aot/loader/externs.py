@@ -142,7 +142,7 @@ class Function(_fastcall.Callable):
             hf.call = HOST_CALL_FAST_PTR
             hf.handle = ffi.cast("void *", addr)
             return HostBinding(hf, cap)
-        h = register_host(_host_entry(self, ctx))
+        h = register_host(_host_entry(self, ctx, weakref.ref(instance) if instance is not None else None))
         hf.call = HOST_CALL_PTR
         hf.handle = ffi.cast("void *", h)
         return HostBinding(hf, h)
@@ -159,6 +159,8 @@ class Function(_fastcall.Callable):
         u64 = ffi.cast("uint64_t *", slots)
         for i, (conv, p, a) in enumerate(zip(self._to_bits, t.params, args)):
             V.write_slot(u64, i, p, conv(a))
+            if p is ValType.FUNCREF:  # wasm may keep it (in a table, a global): so does its instance
+                keep_referent(self._owner._held, a)
         fr = self._funcref
         invoke(self._tramp, fr.ctx, fr.code, slots)
         res = [V.FROM_BITS[r](V.read_slot(u64, i, r)) for i, r in enumerate(t.results)]
@@ -182,6 +184,8 @@ class Function(_fastcall.Callable):
         u64 = ffi.cast("uint64_t *", slots)
         for i, a in enumerate(args):
             V.write_slot(u64, i, a.type, V.value_bits(a))
+            if a.type is ValType.FUNCREF:
+                keep_referent(self._owner._held, a)
         fr = self._funcref
         invoke(self._tramp, fr.ctx, fr.code, slots)
         return [V.bits_value(r, V.read_slot(u64, i, r)) for i, r in enumerate(t.results)]
@@ -241,11 +245,13 @@ class HostBinding:
             unregister_host(self._token)
 
 
-def _host_entry(f: Function, ctx: Context | None) -> Callable[[Any], None]:
+def _host_entry(f: Function, ctx: Context | None, caller: Any) -> Callable[[Any], None]:
+    """The callback of host function f for the instance `caller` (a weak reference) that imports it."""
     t = f._type
     params = [(i, p, V.FROM_BITS[p]) for i, p in enumerate(t.params)]
     results = [(i, r, V.TO_BITS[r]) for i, r in enumerate(t.results)]
     fn = f._fn
+    gives_funcrefs = ValType.FUNCREF in t.results
 
     def entry(slots: Any) -> None:
         u64 = ffi.cast("uint64_t *", slots)
@@ -254,6 +260,10 @@ def _host_entry(f: Function, ctx: Context | None) -> Callable[[Any], None]:
         if results:
             for (i, rt, conv), x in zip(results, _results_tuple(r, t)):
                 V.write_slot(u64, i, rt, conv(x))
+                if gives_funcrefs and rt is ValType.FUNCREF:  # wasm may keep it: so does its instance
+                    inst = caller() if caller is not None else None
+                    if inst is not None:
+                        keep_referent(inst._held, x)
     return entry
 
 
@@ -267,6 +277,7 @@ class Memory:
         if lim.min > 65536 or (lim.max is not None and (lim.max > 65536 or lim.max < lim.min)):
             raise ValueError(f"invalid memory limits {lim}")
         self._limits = lim
+        self._guarded = bool(guarded)
         self._ptr = lib.wa_memory_new(lim.min, 65536 if lim.max is None else lim.max, 1 if guarded else 0)
         if self._ptr == ffi.NULL:
             raise MemoryError("cannot reserve the address space of a wasm memory")
@@ -339,6 +350,8 @@ class Global:
 
     def _set(self, value: Any) -> None:
         t = self._type.valtype
+        if isinstance(value, Value) and value.type is not t:
+            raise TypeError(f"expected a value of type {t} for this global, got {value!r}")
         keep_referent(self._keepalive, value)
         bits = V.value_bits(value) if isinstance(value, Value) else V.TO_BITS[t](value)
         V.write_slot(self._u64, 0, t, bits)

@@ -8,7 +8,7 @@ from ..errors import ExportNotFound, ExportWrongType, LinkError, SignatureError,
 from ..types import FuncType, GlobalType, MemoryType, TableType, ValType, Value
 from . import values as V
 from .artifact import Mapped
-from .externs import Extern, Function, Global, Memory, Table, WasmSignature
+from .externs import Extern, Function, Global, ImportObject, Memory, Table, WasmSignature
 from .plan import Plan, plan_of, type_id
 from .runtime import RT_PTR, STACK_LIMIT_TLS, ffi, lib
 
@@ -22,7 +22,7 @@ def _limits_match(have_min: int, have_max: int | None, want: Any) -> bool:
     return True
 
 
-def _check_import(mod: str, name: str, want: Any, ext: Any) -> None:
+def _check_import(mod: str, name: str, want: Any, ext: Any, bounds_checks: bool) -> None:
     def bad(why: str) -> LinkError:
         return LinkError(f"incompatible import type for {mod}.{name}: {why}")
 
@@ -36,6 +36,9 @@ def _check_import(mod: str, name: str, want: Any, ext: Any) -> None:
             raise bad(f"expected a memory, got {type(ext).__name__}")
         if not _limits_match(ext.size, ext._limits.max, want):
             raise bad(f"expected memory limits {want.limits}, got {ext.size}..{ext._limits.max or ''}")
+        if not ext._guarded and not bounds_checks:
+            # the module's loads and stores rely on the guard region to stay inside the memory
+            raise bad("a memory without guard pages needs a module compiled with bounds checks")
     elif isinstance(want, TableType):
         if not isinstance(ext, Table):
             raise bad(f"expected a table, got {type(ext).__name__}")
@@ -51,6 +54,7 @@ def _check_import(mod: str, name: str, want: Any, ext: Any) -> None:
 
 
 def resolve_imports(plan: Plan, imports: Any) -> list[Any]:
+    bounds_checks = bool(plan.meta.get("options", {}).get("bounds_checks"))
     out = []
     for mod, name, want, kind in plan.imports:
         ns = imports.get(mod) if imports is not None else None
@@ -67,7 +71,7 @@ def resolve_imports(plan: Plan, imports: Any) -> list[Any]:
             raise LinkError(f"unknown import: {mod}.{name}")
         if kind == "func" and callable(ext) and not isinstance(ext, Function):
             ext = Function(ext, want)  # a plain callable takes the type the module asks for
-        _check_import(mod, name, want, ext)
+        _check_import(mod, name, want, ext, bounds_checks)
         out.append(ext)
     return out
 
@@ -118,7 +122,12 @@ class Instance:
         self.module = module
         self.data = data
         self._m = mapped
+        # what this instance's wasm may hold references to, kept alive as long as it: the owners of
+        # funcrefs handed to it from Python (arguments, host function results) or by instances it calls
+        self._held: set = set()
         plan = self._plan = plan_of(mapped.meta)
+        if imports is not None and not isinstance(imports, (Mapping, ImportObject)):
+            raise TypeError(f"imports must map module names to namespaces, not be a {type(imports).__name__}")
         resolved = resolve_imports(plan, imports) if plan.imports else []
         self._imports = resolved  # keeps what we link to alive
         self._types = plan.types
@@ -154,6 +163,10 @@ class Instance:
             else:
                 src = f._funcref
                 fr.code, fr.ctx, fr.type_id = src.code, src.ctx, src.type_id
+                if ValType.FUNCREF in f.type.params:
+                    # our funcrefs reach the other instance's wasm through this import: it keeps us
+                    # alive (a cycle, with our import of it: freed together by the collector)
+                    f._owner._held.add(self)
         nimp = plan.nimported
         if plan.ndefined:
             lib.wa_fill_funcrefs(self._funcs + nimp, mapped.desc.funcs, plan.defined_type_index,
