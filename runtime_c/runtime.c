@@ -358,12 +358,30 @@ static void host_returned(int failed) {
     }
 }
 
-static void host_call(wa_hostfunc *hf, uint8_t *slots) { host_returned(wa_py_host_call(hf->handle, slots) != 0); }
+/* Python code needs more stack than the margin wasm leaves below its limit: a host call made deep in
+ * wasm recursion, with less than this left (a quarter of a small thread's stack), traps as a stack
+ * overflow rather than let Python run off the end of the stack (a crash, past its recursion limit's
+ * reach: C frames of builtins count too). */
+#define WA_HOST_STACK ((uintptr_t)1 << 20)
+
+static void host_entering(void) {
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0), low = thread_limit - WA_STACK_MARGIN;
+    uintptr_t need = (thread_stack_high - low) / 4 < WA_HOST_STACK ? (thread_stack_high - low) / 4 : WA_HOST_STACK;
+    if (sp < low + need) raise_trap(WA_TRAP_STACK_OVERFLOW, 0, sp);
+}
+
+static void host_call(wa_hostfunc *hf, uint8_t *slots) {
+    host_entering();
+    host_returned(wa_py_host_call(hf->handle, slots) != 0);
+}
 
 /* Host functions of numeric signatures are called by wasm_aot._fastcall's dispatcher, in C. */
 static int (*fast_dispatch)(void *handle, uint8_t *slots);
 
-static void host_call_fast(wa_hostfunc *hf, uint8_t *slots) { host_returned(fast_dispatch(hf->handle, slots) != 0); }
+static void host_call_fast(wa_hostfunc *hf, uint8_t *slots) {
+    host_entering();
+    host_returned(fast_dispatch(hf->handle, slots) != 0);
+}
 
 void *wa_host_call_ptr(void) { return (void *)host_call; }
 void *wa_host_call_fast_ptr(void) { return (void *)host_call_fast; }

@@ -453,3 +453,51 @@ def test_stack_overflow_in_a_fresh_process_under_stack_limits(limit, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[0] == "STACK_OVERFLOW"
+
+
+HOST_DEEP = r'''
+import sys
+sys.path.insert(0, sys.argv[2])
+import wasm_aot as wa
+from conftest import wat
+levels = int(sys.argv[1])
+def host():  # ordinary Python whose builtins recurse in C: more stack than wasm's margin
+    def r(n): return 0 if n == 0 else sum(map(r, [n - 1])) + 1
+    return r(levels)
+inst = wa.compile(wat("""(module (import "env" "h" (func $h (result i32)))
+  (func $rec (export "rec") (param i32) (result i32)
+    local.get 0 i32.eqz if (result i32) call $h else local.get 0 i32.const 1 i32.sub call $rec end)
+  (func $deep (export "deep") (param i32) (result i32)
+    local.get 0 i32.eqz if (result i32) i32.const 0 else local.get 0 i32.const 1 i32.sub call $deep end))"""),
+    opt_level=0, cache=False).instantiate({"env": {"h": wa.Function(host, wa.FuncType([], [wa.I32]))}})
+lo, hi = 1, 1 << 24  # the deepest wasm recursion that fits
+while lo + 1 < hi:
+    mid = (lo + hi) // 2
+    try:
+        inst.exports.deep(mid)
+        lo = mid
+    except wa.Trap:
+        hi = mid
+out = []
+for depth in (lo - 2, lo - 1000, 100):
+    try:
+        out.append(str(inst.exports.rec(depth)))
+    except wa.Trap as t:
+        out.append(t.code.name)
+print(" ".join(out))
+'''
+
+
+def test_host_function_called_at_the_bottom_of_the_wasm_stack():
+    """Wasm recursion almost to its limit, then a host function running ordinary Python: the host
+    call traps STACK_OVERFLOW where too little stack is left for Python (it crashed the process),
+    and works where there is enough."""
+    import os
+    import subprocess
+    import sys
+    tests = os.path.dirname(os.path.abspath(__file__))
+    r = subprocess.run([sys.executable, "-c", HOST_DEEP, "600", tests], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    bottom, near, shallow = r.stdout.split()
+    assert bottom == "STACK_OVERFLOW" and shallow == "600"
+    assert near in ("STACK_OVERFLOW", "600")
