@@ -62,3 +62,31 @@ def test_errors_are_one_line_with_the_right_status(fac_wasm, tmp_path, args, sta
     r = cli(*args)
     assert r.returncode == status, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unknown_cpu_is_a_clear_error(tmp_path):
+    """LLVM aborts the process on a CPU it cannot generate code for: the name is tried first."""
+    import threading
+
+    import wasm_aot as wa
+    w = wat('(module (func (export "f") (result i32) i32.const 1))')
+    for cpu in ("bogus9", "i686", "no such cpu"):
+        with pytest.raises(ValueError, match="CPU"):
+            wa.compile(w, cpu=cpu, cache=False)
+    assert wa.compile(w, cpu="x86-64-v2", cache=False).instantiate().exports.f() == 1
+    # the same from a thread (no fork with other threads running: a new process tries the name)
+    caught: list = []
+
+    def in_thread() -> None:
+        try:
+            wa.compile(w, cpu="bogus8", cache=False)
+        except ValueError as e:
+            caught.append(e)
+    t = threading.Thread(target=in_thread)
+    t.start()
+    t.join()
+    assert len(caught) == 1 and "bogus8" in str(caught[0])
+    p = tmp_path / "m.wasm"
+    p.write_bytes(w)
+    r = cli("compile", str(p), "--cpu", "bogus9", "-o", str(tmp_path / "m.so"))
+    assert r.returncode == 2 and r.stderr.startswith("wasm-aot: error: unknown CPU 'bogus9'")

@@ -206,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         print(f"wasm-aot: error: {e.filename or ''}: {e.strerror}", file=sys.stderr)
         return 1
+    except ValueError as e:  # a bad option value (an unknown --cpu, say)
+        print(f"wasm-aot: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 
 import llvmlite.binding as llvm
 
@@ -30,7 +32,52 @@ def cpu_spec(cpu: str) -> tuple[str, str]:
         return llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
     if cpu == "generic":
         return ("x86-64" if llvm.get_default_triple().startswith("x86_64") else "generic"), ""
+    _check_cpu_name(cpu)
     return cpu, ""
+
+
+_cpu_ok: set[str] = set()
+
+
+def _try_cpu(cpu: str) -> None:
+    tm = llvm.Target.from_default_triple().create_target_machine(cpu=cpu, reloc="pic")
+    tm.emit_object(llvm.parse_assembly("define i32 @f(i32 %x) {\n  ret i32 %x\n}\n"))
+
+
+_TRY_CPU = ("import sys\nfrom wasm_aot.codegen.emit import _init, _try_cpu\n_init()\n_try_cpu(sys.argv[1])\n")
+
+
+def _check_cpu_name(cpu: str) -> None:
+    """ValueError unless LLVM can generate code for CPU `cpu` on this target. LLVM reports an unknown
+    name (or one of another mode, i686 for x86-64) only when it first emits code, by aborting the
+    process: so a forked child tries, once per name and process."""
+    if cpu in _cpu_ok:
+        return
+    if not cpu or not all(c.isalnum() or c in "-_." for c in cpu):
+        raise ValueError(f"not a CPU name: {cpu!r}")
+    if threading.active_count() > 1:  # forking now could copy a lock another thread holds: a new process
+        r = subprocess.run([sys.executable, "-c", _TRY_CPU, cpu], capture_output=True, text=True)
+        status, said = r.returncode, (r.stdout + r.stderr).strip()
+    else:
+        rfd, wfd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: LLVM's complaints go to the pipe, its verdict is the exit status
+            status = 1
+            try:
+                os.dup2(wfd, 2)
+                _try_cpu(cpu)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(wfd)
+        with os.fdopen(rfd, "rb") as f:
+            said = f.read().decode(errors="replace").strip()
+        _, status = os.waitpid(pid, 0)
+    if status != 0 or "not a recognized processor" in said:
+        why = said.splitlines()[-1] if said else "it cannot generate code for it"
+        raise ValueError(f"unknown CPU {cpu!r} for {llvm.get_default_triple()} (LLVM: {why}); "
+                         "use native, generic or an LLVM CPU name of this architecture")
+    _cpu_ok.add(cpu)
 
 
 def target_machine(cpu: str, opt_level: int) -> llvm.TargetMachine:
