@@ -306,3 +306,37 @@ def test_imports_must_be_a_mapping():
     for bad in ([], "env", 5):
         with pytest.raises(TypeError, match="imports must map"):
             mod.instantiate(bad)
+
+
+def test_misused_constructors_and_arguments_raise_clear_errors(tmp_path):
+    import math
+    cases = [
+        (TypeError, lambda: wa.FuncType(["i32"], ["i32"])),
+        (TypeError, lambda: wa.FuncType("ii", [])),
+        (TypeError, lambda: wa.GlobalType("i32", True)),
+        (TypeError, lambda: wa.GlobalType(wa.I32, 1)),
+        (TypeError, lambda: wa.TableType("funcref", wa.Limits(1))),
+        (TypeError, lambda: wa.MemoryType(1)),
+        (ValueError, lambda: wa.Limits(-1)),
+        (TypeError, lambda: wa.Value("i32", 1)),
+        (TypeError, lambda: wa.Value(wa.F32, "x")),
+        (ValueError, lambda: wa.Value.from_bits(wa.I32, 2 ** 40)),
+        (ValueError, lambda: wa.Value.from_bits(wa.I64, -1)),
+        (TypeError, lambda: wa.deadline("1")),
+        (ValueError, lambda: wa.deadline(math.nan)),
+    ]
+    for exc, make in cases:
+        with pytest.raises(exc):
+            make()
+    mem = wa.Memory(wa.MemoryType(wa.Limits(1)))
+    with pytest.raises(TypeError):
+        mem.write(0, 5)  # not 5 zero bytes
+    with pytest.raises(ValueError):
+        mem.grow(True)
+    with wa.deadline(math.inf):  # never comes (its watcher thread used to die of an OverflowError)
+        pass
+    bad_dir = tmp_path / "a-file"
+    bad_dir.write_text("")
+    with pytest.raises(NotADirectoryError, match="cache directory"):
+        wa.compile(wat("(module)"), cache=str(bad_dir))
+    assert wa.Value.from_bits(wa.I32, 0xFFFFFFFF).value == -1

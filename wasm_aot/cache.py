@@ -24,7 +24,10 @@ def default_cache_dir() -> str:
 
 def cache_dir(path: str | None = None) -> str:
     d = path or default_cache_dir()
-    os.makedirs(d, exist_ok=True)
+    try:
+        os.makedirs(d, exist_ok=True)
+    except FileExistsError:  # a file of that name
+        raise NotADirectoryError(20, "the cache directory is not a directory", d) from None
     return d
 
 

@@ -69,14 +69,30 @@ class Record:
         return type(self), self._values()
 
 
+def _valtypes(xs: Iterable[ValType], what: str) -> tuple[ValType, ...]:
+    if isinstance(xs, (str, bytes)):
+        raise TypeError(f"{what} must be a sequence of wa value types (wa.I32, ...), not {type(xs).__name__}")
+    out = tuple(xs)
+    for x in out:
+        if x.__class__ is not ValType:
+            raise TypeError(f"{what} must hold wa value types (wa.I32, ...), not {x!r}")
+    return out
+
+
+def _valtype(x: Any, what: str) -> ValType:
+    if x.__class__ is not ValType:
+        raise TypeError(f"{what} must be a wa value type (wa.I32, ...), not {x!r}")
+    return x
+
+
 class FuncType(Record):
     __slots__ = _fields = ("params", "results")
     params: tuple[ValType, ...]
     results: tuple[ValType, ...]
 
     def __init__(self, params: Iterable[ValType] = (), results: Iterable[ValType] = ()) -> None:
-        _set(self, "params", tuple(params))
-        _set(self, "results", tuple(results))
+        _set(self, "params", _valtypes(params, "params"))
+        _set(self, "results", _valtypes(results, "results"))
 
     # the canonical type ids of call_indirect are keyed by FuncType: keep these two cheap
     def __eq__(self, other: object) -> bool:
@@ -102,6 +118,9 @@ class Limits(Record):
     max: int | None
 
     def __init__(self, min: int, max: int | None = None) -> None:
+        for x in (min, max):
+            if x is not None and (not isinstance(x, int) or isinstance(x, bool) or x < 0):
+                raise (TypeError if not isinstance(x, int) else ValueError)(f"invalid limit {x!r}")
         _set(self, "min", min)
         _set(self, "max", max)
 
@@ -114,6 +133,8 @@ class MemoryType(Record):
     limits: Limits
 
     def __init__(self, limits: Limits) -> None:
+        if not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a wa.Limits, not {type(limits).__name__}")
         _set(self, "limits", limits)
 
     def __str__(self) -> str:
@@ -126,7 +147,9 @@ class TableType(Record):
     limits: Limits
 
     def __init__(self, elem: ValType, limits: Limits) -> None:
-        _set(self, "elem", elem)
+        if not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a wa.Limits, not {type(limits).__name__}")
+        _set(self, "elem", _valtype(elem, "elem"))
         _set(self, "limits", limits)
 
     def __str__(self) -> str:
@@ -139,7 +162,9 @@ class GlobalType(Record):
     mutable: bool
 
     def __init__(self, valtype: ValType, mutable: bool = False) -> None:
-        _set(self, "valtype", valtype)
+        if not isinstance(mutable, bool):
+            raise TypeError(f"mutable must be a bool, not {type(mutable).__name__}")
+        _set(self, "valtype", _valtype(valtype, "valtype"))
         _set(self, "mutable", mutable)
 
     def __str__(self) -> str:
@@ -184,11 +209,13 @@ class Value:
     __slots__ = ("type", "_bits", "_ref")
 
     def __init__(self, valtype: ValType, x: Any) -> None:
-        self.type = valtype
+        self.type = _valtype(valtype, "a Value's type")
         self._ref = None
         if valtype.is_ref:
             self._bits = 0
             self._ref = x
+        elif valtype in (F32, F64) and (not isinstance(x, (int, float)) or isinstance(x, bool)):
+            raise TypeError(f"{valtype} value must be a float, not {type(x).__name__}")
         elif valtype is F32:
             self._bits = struct.unpack("<I", struct.pack("<f", x))[0]
         elif valtype is F64:
@@ -205,8 +232,11 @@ class Value:
     def from_bits(cls, valtype: ValType, bits: int) -> "Value":
         if valtype.is_ref:
             raise TypeError("references have no bit pattern")
+        _valtype(valtype, "a Value's type")
+        if not isinstance(bits, int) or isinstance(bits, bool) or not 0 <= bits <= _MASK[valtype]:
+            raise ValueError(f"{bits!r} is not a bit pattern of {valtype}")
         v = cls.__new__(cls)
-        v.type, v._ref, v._bits = valtype, None, bits & _MASK[valtype]
+        v.type, v._ref, v._bits = valtype, None, bits
         return v
 
     @property

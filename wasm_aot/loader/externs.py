@@ -301,7 +301,7 @@ class Memory:
         return self._ptr.size
 
     def grow(self, delta: int) -> int:
-        if not isinstance(delta, int) or delta < 0:
+        if not isinstance(delta, int) or isinstance(delta, bool) or delta < 0:
             raise ValueError("grow needs a non-negative number of pages")
         old = lib.wa_memory_grow(self._ptr, delta) if delta <= 0xFFFFFFFF else 0xFFFFFFFF
         if old == 0xFFFFFFFF:
@@ -325,6 +325,8 @@ class Memory:
         return ffi.unpack(ffi.cast("char *", self._ptr.base + offset), n)
 
     def write(self, offset: int, data: bytes) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
         data = bytes(data)
         self._check(offset, len(data))
         ffi.memmove(self._ptr.base + offset, data, len(data))
@@ -428,7 +430,7 @@ class Table:
         self._ptr.elems[i] = ffi.cast("void *", self._bits(value))
 
     def grow(self, delta: int, init: Any = None) -> int:
-        if not isinstance(delta, int) or delta < 0:
+        if not isinstance(delta, int) or isinstance(delta, bool) or delta < 0:
             raise ValueError("grow needs a non-negative number of elements")
         old = lib.wa_table_grow(self._ptr, ffi.cast("void *", self._bits(init)), delta) \
             if delta <= 0xFFFFFFFF else 0xFFFFFFFF

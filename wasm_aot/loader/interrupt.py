@@ -29,6 +29,8 @@ class deadline:
     passed (wa.Trap, code INTERRUPTED); Python code in the block is not affected."""
 
     def __init__(self, seconds: float) -> None:
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+            raise TypeError(f"a deadline needs a number of seconds, not {type(seconds).__name__}")
         if not seconds >= 0:
             raise ValueError("a deadline needs a non-negative number of seconds")
         self.seconds = seconds
@@ -36,7 +38,9 @@ class deadline:
         self._watcher: threading.Thread | None = None
 
     def _watch(self, target: int) -> None:
-        if self._done.wait(self.seconds):
+        # an infinite (or huge) deadline never comes: Event.wait takes no more than threading.TIMEOUT_MAX
+        if self._done.wait(min(self.seconds, threading.TIMEOUT_MAX)) or self.seconds > threading.TIMEOUT_MAX:
+            self._done.wait()
             return
         while not self._done.is_set():
             lib.wa_interrupt(target)  # the target thread is alive until __exit__ has joined us
