@@ -501,3 +501,20 @@ def test_host_function_called_at_the_bottom_of_the_wasm_stack():
     bottom, near, shallow = r.stdout.split()
     assert bottom == "STACK_OVERFLOW" and shallow == "600"
     assert near in ("STACK_OVERFLOW", "600")
+
+
+@pytest.mark.parametrize("opt_level", [0, 2])
+def test_out_of_bounds_loads_trap_even_when_their_value_is_dead(opt_level):
+    """With guard pages a load traps only by running, and LLVM deletes loads whose value is unused:
+    each load's value is kept (FuncCodegen.keep), however it dies (found by differential fuzzing)."""
+    bodies = ["i32.const 70000 i32.load i32.const 1 i32.add drop",
+              "i32.const 70000 i32.load local.set 0",
+              "i32.const 70000 i32.load i32.eqz drop",
+              "f64.const 1 i32.const 70000 f64.load f64.min drop",
+              "i32.const 1 i32.const 70000 i32.load i32.const 1 select drop",
+              "i32.const 70000 i64.load16_s i64.const 0 i64.mul drop",
+              "i32.const 70000 f32.load drop"]
+    for body in bodies:
+        inst = wa.compile(wat(f'(module (memory 1) (func (export "f") (result i32) (local i32) {body} i32.const 9))'),
+                          opt_level=opt_level, cache=False).instantiate()
+        expect_trap(TC.MEMORY_OUT_OF_BOUNDS, inst.exports.f)

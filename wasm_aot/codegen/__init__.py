@@ -115,7 +115,7 @@ def _compile_part(mod: Module, meta: bytes, funcs: list[int] | None, main: bool,
         gc.disable()
         try:
             mc = ModuleCodegen(mod, bounds_checks=bounds_checks, triple=tm.triple, datalayout=str(tm.target_data),
-                               part=funcs, main=main)
+                               part=funcs, main=main, opt_level=opt_level)
             text = add_function_attributes(str(mc.generate(meta)))
         finally:
             if gc_was_enabled:

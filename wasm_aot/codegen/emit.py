@@ -21,6 +21,7 @@ def _init() -> None:
     if not _initialized:
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
+        llvm.initialize_native_asmparser()  # FuncCodegen.keep emits an asm comment
         _initialized = True
 
 

@@ -46,11 +46,12 @@ class _Funcs(dict):
 
 class ModuleCodegen:
     def __init__(self, wasm: Module, *, bounds_checks: bool = False, triple: str = "", datalayout: str = "",
-                 part: Collection[int] | None = None, main: bool = True) -> None:
+                 part: Collection[int] | None = None, main: bool = True, opt_level: int = 2) -> None:
         """part: the defined functions (by function index) this LLVM module defines, None for all of them
         (a single-part compile); main: whether it carries the trampolines, shims, data and descriptor."""
         self.wasm = wasm
         self.bounds_checks = bounds_checks
+        self.opt_level = opt_level
         self.m = ll.Module(name="wasm")
         self.m.triple = triple
         self.m.data_layout = datalayout
