@@ -59,8 +59,13 @@ def _float_bits(conv: Callable[[float], int], name: str) -> Callable[[Any], int]
 # ---- references: a funcref is the address of a wa_funcref, an externref a registry key ----
 
 _externs: dict[int, Any] = {}  # kept alive for as long as the process: wasm may hold them anywhere
-_funcref_ranges: list[int] = []  # start addresses of instances' funcref arrays
-_funcref_owners: list[tuple[int, Any]] = []  # (end address, weak reference to the owner) per start
+# (start, end, weak reference to the owner) of each instance's funcref array, by start address: one
+# list, so that a change by another thread is a single step
+_funcref_entries: list[tuple[int, int, Any]] = []
+
+
+def _start(entry: tuple) -> int:
+    return entry[0]
 
 
 def externref_bits(x: Any) -> int:
@@ -90,20 +95,17 @@ def register_funcrefs(start: int, count: int, owner: Any) -> None:
     goes when the owner does (weakly held: an instance must be collectable)."""
     _drop_dead()
     # the weak reference's callback only records the death (see _drop_dead); cheaper than a finalize
-    entry = (start + count * FUNCREF_SIZE, weakref.ref(owner, lambda _r, s=start: _dead_ranges.append(s)))
-    k = bisect.bisect(_funcref_ranges, start)
-    _funcref_ranges.insert(k, start)
-    _funcref_owners.insert(k, entry)
+    entry = (start, start + count * FUNCREF_SIZE, weakref.ref(owner, lambda _r, s=start: _dead_ranges.append(s)))
+    _funcref_entries.insert(bisect.bisect(_funcref_entries, start, key=_start), entry)
 
 
 def _drop_dead() -> None:
     # not in the finalizer itself: that may run at any allocation, e.g. between the two inserts above
     while _dead_ranges:
         start = _dead_ranges.pop()
-        k = bisect.bisect_left(_funcref_ranges, start)
-        if k < len(_funcref_ranges) and _funcref_ranges[k] == start:
-            del _funcref_ranges[k]
-            del _funcref_owners[k]
+        k = bisect.bisect_left(_funcref_entries, start, key=_start)
+        if k < len(_funcref_entries) and _funcref_entries[k][0] == start:
+            del _funcref_entries[k]
 
 
 def funcref_value(bits: int) -> Any:
@@ -112,12 +114,23 @@ def funcref_value(bits: int) -> Any:
     host = _host_cells.get(bits)
     if host is not None:
         return host
-    k = bisect.bisect_right(_funcref_ranges, bits) - 1
-    if k >= 0:
-        end, ref = _funcref_owners[k]
+    # another thread may insert or drop an entry between the search and the read: an entry carries
+    # its own bounds, so a stale position is seen (and searched again), never misread
+    for _ in range(8):
+        k = bisect.bisect_right(_funcref_entries, bits, key=_start) - 1
+        if k < 0:
+            break
+        try:
+            start, end, ref = _funcref_entries[k]
+        except IndexError:
+            continue
+        if start > bits:
+            continue
         owner = ref()
         if bits < end and owner is not None:
-            return owner.funcref_object((bits - _funcref_ranges[k]) // FUNCREF_SIZE)
+            return owner.funcref_object((bits - start) // FUNCREF_SIZE)
+        if k + 1 >= len(_funcref_entries) or _funcref_entries[k + 1][0] > bits:
+            break  # really no array holds it
     raise ValueError(f"unknown function reference {bits:#x}")
 
 
