@@ -17,6 +17,7 @@ CDEF = DECLS + """
 extern "Python" int wa_py_host_call(void *handle, uint8_t *slots);
 
 int wa_install_handlers(void);
+int wa_reassert_handlers(void);
 int wa_interrupt(unsigned long thread);
 typedef struct wa_image wa_image;
 typedef struct {

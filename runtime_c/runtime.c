@@ -152,14 +152,29 @@ static void __attribute__((noreturn, noinline)) rt_trap(wa_ctx *ctx, uint32_t co
 static struct sigaction prev_action[32];
 static int handlers_installed;
 
+static __thread int chaining; /* a fault this thread is passing on to the previous handler */
+
 static void chain(int sig, siginfo_t *si, void *uctx) {
     struct sigaction *p = &prev_action[sig];
+    if (chaining) {
+        /* the previous handler sent the signal back here (faulthandler restores the handler it
+         * replaced, ours, and raises again): the default action, once the fault recurs */
+        signal(sig, SIG_DFL);
+        return;
+    }
     if (p->sa_flags & SA_SIGINFO) {
-        if (p->sa_sigaction) { p->sa_sigaction(sig, si, uctx); return; }
+        if (p->sa_sigaction) {
+            chaining = 1;
+            p->sa_sigaction(sig, si, uctx);
+            chaining = 0;
+            return;
+        }
     } else if (p->sa_handler == SIG_IGN) {
         return;
     } else if (p->sa_handler != SIG_DFL && p->sa_handler) {
+        chaining = 1;
         p->sa_handler(sig);
+        chaining = 0;
         return;
     }
     /* default action: restore it and let the fault happen again */
@@ -211,17 +226,30 @@ static void on_interrupt(int sig, siginfo_t *si, void *uctx) {
 /* Asks `thread` (a pthread_t, Python's threading ident) to stop the wasm it is running. */
 int wa_interrupt(unsigned long thread) { return pthread_kill((pthread_t)thread, WA_SIG_INTERRUPT); }
 
-int wa_install_handlers(void) {
-    static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE};
-    if (handlers_installed) return 0;
-    for (unsigned i = 0; i < sizeof sigs / sizeof *sigs; i++) {
-        struct sigaction sa;
+static const int fault_sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE};
+
+/* Puts on_fault first for every fault signal, chaining to what is there now. A handler installed
+ * after ours (faulthandler.enable() after the import, say) would otherwise see wasm's faults first
+ * and treat them as fatal: the loader calls this again after such a change. */
+int wa_reassert_handlers(void) {
+    for (unsigned i = 0; i < sizeof fault_sigs / sizeof *fault_sigs; i++) {
+        int sig = fault_sigs[i];
+        struct sigaction cur, sa;
+        if (sigaction(sig, NULL, &cur) != 0) return -1;
+        if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == on_fault) continue;
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = on_fault;
         sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK;
         sigemptyset(&sa.sa_mask);
-        if (sigaction(sigs[i], &sa, &prev_action[sigs[i]]) != 0) return -1;
+        prev_action[sig] = cur;  /* before ours is in place: a fault meanwhile chains to it */
+        if (sigaction(sig, &sa, NULL) != 0) return -1;
     }
+    return 0;
+}
+
+int wa_install_handlers(void) {
+    if (handlers_installed) return 0;
+    if (wa_reassert_handlers() != 0) return -1;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_interrupt;

@@ -518,3 +518,31 @@ def test_out_of_bounds_loads_trap_even_when_their_value_is_dead(opt_level):
         inst = wa.compile(wat(f'(module (memory 1) (func (export "f") (result i32) (local i32) {body} i32.const 9))'),
                           opt_level=opt_level, cache=False).instantiate()
         expect_trap(TC.MEMORY_OUT_OF_BOUNDS, inst.exports.f)
+
+
+FAULTHANDLER_LATE = r'''
+import ctypes, faulthandler, sys
+sys.path.insert(0, sys.argv[1])
+import wasm_aot as wa
+from conftest import wat
+inst = wa.compile(wat('(module (memory 1) (func (export "oob") (result i32) i32.const 0x7fffff00 i32.load))'),
+                  cache=False).instantiate()
+faulthandler.enable()  # after the import: its handler would come first
+for _ in range(3):
+    try:
+        inst.exports.oob()
+    except wa.Trap as t:
+        print(t.code.name, flush=True)
+ctypes.string_at(0)  # a real crash, outside wasm: still faulthandler's to report
+'''
+
+
+def test_faulthandler_enabled_after_import_keeps_traps_and_reports_real_crashes():
+    import os
+    import subprocess
+    import sys
+    tests = os.path.dirname(os.path.abspath(__file__))
+    r = subprocess.run([sys.executable, "-c", FAULTHANDLER_LATE, tests], capture_output=True, text=True, timeout=120)
+    assert r.stdout.split() == ["MEMORY_OUT_OF_BOUNDS"] * 3
+    assert r.returncode == -11 and "Fatal Python error: Segmentation fault" in r.stderr
+    assert r.stderr.count("Fatal Python error") == 1  # reported once, no loop between the handlers

@@ -7,6 +7,7 @@ the HOST trap: nothing longjmps over a Python frame.
 """
 from __future__ import annotations
 
+import faulthandler
 import itertools
 import threading
 from typing import Any, Callable
@@ -16,6 +17,20 @@ from .._runtime import ffi, lib
 
 if lib.wa_install_handlers() != 0:  # after faulthandler (if any): ours chain to it
     raise OSError("wasm-aot: cannot install the fault handlers")
+
+
+def _keep_handlers_first(enable: Callable[..., None]) -> Callable[..., None]:
+    """faulthandler.enable() after this import would put its handler before ours, and a wasm trap
+    would become a fatal error: ours go back on top (chaining to it) after each enable()."""
+    def enable_then_reassert(*args: Any, **kwargs: Any) -> None:
+        enable(*args, **kwargs)
+        lib.wa_reassert_handlers()
+    enable_then_reassert.__doc__ = enable.__doc__
+    enable_then_reassert.__wrapped__ = enable  # type: ignore[attr-defined]
+    return enable_then_reassert
+
+
+faulthandler.enable = _keep_handlers_first(faulthandler.enable)
 
 RT_PTR = lib.wa_rt_ptr()
 HOST_CALL_PTR = lib.wa_host_call_ptr()
