@@ -19,6 +19,8 @@ extern "Python" int wa_py_host_call(void *handle, uint8_t *slots);
 int wa_install_handlers(void);
 int wa_reassert_handlers(void);
 int wa_interrupt(unsigned long thread);
+int wa_interrupt_deeper(unsigned long thread, int depth);
+int wa_entry_depth(void);
 typedef struct wa_image wa_image;
 typedef struct {
     int err_no;

@@ -56,6 +56,7 @@ static __thread wa_entry *cur_entry;
 /* An interrupt that arrived while this thread was in the runtime or in a host function: it traps
  * when control comes back from a host call, or is dropped when the outermost call returns. */
 static __thread volatile sig_atomic_t interrupt_pending;
+static __thread int entry_depth; /* wasm calls in progress on this thread (wa_invoke frames) */
 static __thread uintptr_t thread_stack_low, thread_stack_high;
 /* The lowest stack address wasm may use on this thread. Generated code reads it at a fixed offset
  * from the thread pointer (ctx->stack_limit_tls), hence initial-exec: static TLS, same offset in
@@ -211,20 +212,32 @@ static void on_fault(int sig, siginfo_t *si, void *uctx) {
     chain(sig, si, uctx);
 }
 
-/* Installs the fault handlers, chaining to whatever was there (faulthandler, for one). */
 /* An interrupt: wasm code can be left at any instruction (it holds no locks), anything else
  * (the runtime's C helpers, a host function) is left alone and the interrupt kept pending. */
 static void on_interrupt(int sig, siginfo_t *si, void *uctx) {
     uintptr_t pc, fp;
-    (void)sig; (void)si;
+    (void)sig;
     context_pc_fp(uctx, &pc, &fp);
-    if (!cur_entry) return;
+    /* a deadline stops only the wasm called inside its block: the calls deeper than the one in
+     * progress when it began (its depth comes with the signal) */
+    int above = si->si_code == SI_QUEUE ? si->si_value.sival_int : 0;
+    if (!cur_entry || entry_depth <= above) return;
     if (pc_in_wasm(pc)) raise_trap(WA_TRAP_INTERRUPTED, pc, fp);
     interrupt_pending = 1;
 }
 
 /* Asks `thread` (a pthread_t, Python's threading ident) to stop the wasm it is running. */
 int wa_interrupt(unsigned long thread) { return pthread_kill((pthread_t)thread, WA_SIG_INTERRUPT); }
+
+/* The same, for the wasm calls of `thread` deeper than `depth` (its wa_entry_depth when asked). */
+int wa_interrupt_deeper(unsigned long thread, int depth) {
+    union sigval v;
+    v.sival_int = depth;
+    return pthread_sigqueue((pthread_t)thread, WA_SIG_INTERRUPT, v);
+}
+
+/* This thread's number of wasm calls in progress. */
+int wa_entry_depth(void) { return entry_depth; }
 
 static const int fault_sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE};
 
@@ -247,6 +260,7 @@ int wa_reassert_handlers(void) {
     return 0;
 }
 
+/* Installs the fault handlers, chaining to whatever was there (faulthandler, for one). */
 int wa_install_handlers(void) {
     if (handlers_installed) return 0;
     if (wa_reassert_handlers() != 0) return -1;
@@ -349,6 +363,7 @@ uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
     e.prev = cur_entry;
     e.nframes = 0;
     cur_entry = &e;
+    entry_depth++;
     if (sigsetjmp(e.jb, 0) == 0) {
         ((void (*)(void *, void *, uint8_t *))tramp)(callee_ctx, code, slots);
     } else {
@@ -359,6 +374,7 @@ uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
         }
     }
     cur_entry = e.prev;
+    entry_depth--;
     if (!e.prev) interrupt_pending = 0; /* the outermost call is over: nothing left to interrupt */
     return rc;
 }

@@ -683,3 +683,34 @@ def test_wasm_bytes_are_never_executable(tmp_path, monkeypatch, linker):
     assert at >= 0 and not lo <= at < hi
     inst = wa.load(p).instantiate()
     assert inst.func("peek")(16) == marker[0] and inst.func("near")(2.5) == 2.0
+
+
+def test_a_fresh_cache_entry_removed_before_its_load_does_not_fail_the_compile(tmp_path, monkeypatch):
+    """`wasm-aot cache clean` (or another process) removing the entry just written: the compile
+    checks its own build before publishing it, so it still returns the module."""
+    from wasm_aot import cache, compiler
+    seal = compiler.seal_artifact
+
+    def seal_then_clean(linked, out, key):
+        seal(linked, out, key)
+        cache.clean(str(tmp_path))
+    monkeypatch.setattr(compiler, "seal_artifact", seal_then_clean)
+    mod = wa.compile(wat('(module (func (export "f") (result i32) (i32.const 1)))'), cache=str(tmp_path))
+    assert mod.instantiate().exports.f() == 1
+    assert os.path.dirname(mod.path) == str(tmp_path) and mod.path.endswith(".so")
+
+
+def test_an_empty_explicit_key_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("WASM_AOT_SIGNING_KEY", "the real key")
+    w = wat('(module (func (export "f") (result i32) (i32.const 1)))')
+    for empty in ("", b""):
+        with pytest.raises(ValueError, match="empty signing key"):
+            wa.compile(w, cache=str(tmp_path), key=empty)
+
+
+def test_cache_clean_skips_what_is_not_an_entry(tmp_path):
+    from wasm_aot import cache
+    wa.compile(wat("(module)"), cache=str(tmp_path))
+    (tmp_path / "a.so").mkdir()  # not ours: a directory that happens to end in .so
+    assert cache.clean(str(tmp_path)) == 1
+    assert (tmp_path / "a.so").is_dir() and cache.entries(str(tmp_path)) == []

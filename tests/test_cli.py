@@ -90,3 +90,14 @@ def test_unknown_cpu_is_a_clear_error(tmp_path):
     p.write_bytes(w)
     r = cli("compile", str(p), "--cpu", "bogus9", "-o", str(tmp_path / "m.so"))
     assert r.returncode == 2 and r.stderr.startswith("wasm-aot: error: unknown CPU 'bogus9'")
+
+
+def test_cli_double_dash_and_output_paths(tmp_path):
+    p = tmp_path / "id.wasm"
+    p.write_bytes(wat('(module (func (export "id") (param i32) (result i32) (local.get 0)))'))
+    r = cli("run", str(p), "--invoke", "id", "--", "-5")
+    assert r.returncode == 0 and r.stdout.strip() == "-5"
+    r = cli("compile", str(p), "-o", str(tmp_path / "no" / "such" / "x.so"))
+    assert r.returncode == 1 and r.stderr.strip() == f"wasm-aot: error: {tmp_path / 'no' / 'such'}: no such directory"
+    r = cli("compile", str(p), "-o", str(tmp_path))
+    assert r.returncode == 1 and r.stderr.strip() == f"wasm-aot: error: {tmp_path}: is a directory"

@@ -93,3 +93,27 @@ def test_an_interrupt_during_a_host_function_traps_when_it_returns():
             inst.func("spin_calling_python")()
     assert ei.value.code is TC.INTERRUPTED
     assert 1 <= len(slept) < 100
+
+
+def test_a_deadline_in_a_host_function_leaves_the_calling_wasm_alone():
+    """The deadline covers wasm called inside its block; its watcher signalling on while the host
+    function finishes (in Python) must not stop the wasm call that called the host function."""
+    import time
+    w = wat('''(module (import "env" "host" (func $host (result i32)))
+      (func (export "spin") (loop (br 0)))
+      (func (export "outer") (result i32) (call $host)))''')
+    box: dict = {}
+    stopped = []
+
+    def host() -> int:
+        with wa.deadline(0.05):
+            try:
+                box["inst"].exports.spin()
+            except wa.Trap as e:
+                stopped.append(e.code)
+                time.sleep(0.02)  # still inside the block: the watcher keeps signalling
+        return 7
+    box["inst"] = wa.compile(w, cache=False).instantiate({"env": {"host": wa.Function(host, wa.FuncType([], [wa.I32]))}})
+    for _ in range(3):
+        assert box["inst"].exports.outer() == 7
+    assert stopped == [wa.TrapCode.INTERRUPTED] * 3

@@ -35,7 +35,8 @@ def entries(path: str | None = None) -> list[str]:
     d = path or default_cache_dir()
     if not os.path.isdir(d):
         return []
-    return sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".so") and not f.startswith("."))
+    return sorted(p for p in (os.path.join(d, f) for f in os.listdir(d) if f.endswith(".so") and not f.startswith("."))
+                  if os.path.isfile(p) and not os.path.islink(p))
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def clean(path: str | None = None) -> int:
             if f.startswith(TEMP_PREFIX):
                 if now - os.stat(p).st_mtime > STALE_TEMP_SECONDS:
                     os.unlink(p)
-            elif f.endswith(".so"):
+            elif f.endswith(".so") and os.path.isfile(p) and not os.path.islink(p):  # ours are plain files
                 os.unlink(p)
                 n += 1
             elif f.startswith("toolchain-") and f.endswith(".json"):

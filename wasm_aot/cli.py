@@ -191,6 +191,10 @@ def cmd_cache(a: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     a, extra = parser.parse_known_args(argv)
+    if "--" in extra:  # `run X --invoke f -- -5`: what follows `--` are arguments, even if they look like options
+        at = extra.index("--")
+        a.args += extra[at + 1:]
+        extra = extra[:at]
     if extra:  # `run X --invoke f 1 2`: arguments after the option land here, in order
         if a.cmd != "run" or any(x.startswith("--") for x in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

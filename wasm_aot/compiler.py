@@ -5,6 +5,7 @@ The compiler (codegen, hence llvmlite) is imported only when a module really has
 from __future__ import annotations
 
 import atexit
+import errno
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ from typing import Any, Callable
 from . import abi, trailer
 from .cache import cache_dir
 from .errors import ArtifactError, CompileError
+from .loader.artifact import verify_file
 from .loader.module import Module, load
 from .version import __version__
 OPT_LEVELS = (0, 1, 2, 3)
@@ -137,6 +139,10 @@ def compile_to_file(wasm: bytes, out_path: str, *, opt_level: int = 2, cpu: str 
                                 "wasm_sha256": hashlib.sha256(wasm).hexdigest(),
                                 "compiler_source": source_digest(), **tc})
     d = os.path.dirname(os.path.abspath(out_path))
+    if os.path.isdir(out_path):  # (said of the path asked for, not of the temporary file beside it)
+        raise IsADirectoryError(errno.EISDIR, "is a directory", out_path)
+    if not os.path.isdir(d):
+        raise FileNotFoundError(errno.ENOENT, "no such directory", d)
     fd, tmp = tempfile.mkstemp(prefix=".wa-", suffix=".so", dir=d)  # same dir: os.replace stays atomic
     os.close(fd)
     try:
@@ -180,5 +186,15 @@ def compile(wasm: bytes, opt_level: int = 2, cache: bool | str | os.PathLike = T
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-    compile_to_file(wasm, path, key=key, **options)
-    return load(path, key=key)
+    # built under a temporary name and checked from there before it takes its place: another process
+    # cleaning or replacing the entry meanwhile cannot make this compile fail
+    fd, tmp = tempfile.mkstemp(prefix=".wa-", suffix=".so", dir=d)
+    os.close(fd)
+    try:
+        compile_to_file(wasm, tmp, key=key, **options)
+        verified = verify_file(tmp, key)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return Module(path, verified)

@@ -45,16 +45,19 @@ def checksum(data: bytes | bytearray | memoryview) -> int:
 
 
 def resolve_key(key: bytes | str | None) -> bytes | None:
-    """The signing key in force: `key` if given, else $WASM_AOT_SIGNING_KEY; empty means none."""
+    """The signing key in force: `key` if given, else $WASM_AOT_SIGNING_KEY (an empty variable means
+    none). An explicit empty key is refused: it would silently turn the checks off."""
     if key is None:
         key = os.environ.get(KEY_ENV)
         if not key:  # the common case, on every load
             return None
+    elif not key and isinstance(key, (str, bytes, bytearray)):
+        raise ValueError("an empty signing key: pass key=None to use $WASM_AOT_SIGNING_KEY (or none)")
     if isinstance(key, str):
         key = key.encode()
-    if key is not None and not isinstance(key, (bytes, bytearray)):
+    if not isinstance(key, (bytes, bytearray)):
         raise TypeError(f"key must be bytes or str, not {type(key).__name__}")
-    return bytes(key) if key else None
+    return bytes(key)
 
 
 def key_id(key: bytes | None) -> str | None:

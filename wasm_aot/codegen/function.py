@@ -69,6 +69,7 @@ class FuncCodegen:
         self.skip = 0  # nesting depth of blocks being skipped in dead code
         self.rt: ll.Value | None = None
         self.fconsts: dict[int, str] = {}  # id of an f32/f64.const LLVM may fold -> "nan" or "identity" (±0, ±1)
+        self.fnans: dict[int, tuple[ll.Type, int]] = {}  # id of a NaN f32/f64.const -> (type, its bits)
         self.promotes: set[int] = set()  # ids of f64.promote_f32 results
         self.known_block: ll.Block | None = None  # see known_locals
         self.known: dict[int, ll.Value] = {}
@@ -500,6 +501,7 @@ class FuncCodegen:
         self.stack.append(self.b.bitcast(ll.Constant(I32, bits), F32))
         if bits & 0x7F800000 == 0x7F800000 and bits & 0x7FFFFF:
             self.fconsts[id(self.stack[-1])] = "nan"
+            self.fnans[id(self.stack[-1])] = (F32, bits)
         elif bits & 0x7FFFFFFF in (0, 0x3F800000):
             self.fconsts[id(self.stack[-1])] = "identity"
 
@@ -507,6 +509,7 @@ class FuncCodegen:
         self.stack.append(self.b.bitcast(ll.Constant(I64, bits), F64))
         if bits >> 52 & 0x7FF == 0x7FF and bits & (1 << 52) - 1:
             self.fconsts[id(self.stack[-1])] = "nan"
+            self.fnans[id(self.stack[-1])] = (F64, bits)
         elif bits & (1 << 63) - 1 in (0, 0x3FF0000000000000):
             self.fconsts[id(self.stack[-1])] = "identity"
 
@@ -658,10 +661,35 @@ def _numeric_lowering(f: Callable, arity: int) -> Callable:
 # LLVM folds x-0, x*1, x/1, x*-1, -0-x, demote(promote x) to x or -x, which lets a signalling NaN
 # through unquieted; wasm wants a quiet NaN. Quieting every result would cost a multiply per
 # operation, so only these shapes (an operand that is a wasm constant ±0, ±1 or NaN) are canonicalized.
+def _nan_operand(fc: FuncCodegen, args: list) -> ll.Value | None:
+    """The result of a binary float operation with a NaN constant operand, computed here: the
+    operand's NaN, quieted (an arithmetic NaN, as wasm wants). LLVM's constant folding of such an
+    operation (sNaN + -0, maximum(-0, sNaN)...) may leave a signalling NaN."""
+    for a in args:
+        nan = fc.fnans.get(id(a))
+        if nan is not None:
+            t, bits = nan
+            quiet = 1 << 22 if t == F32 else 1 << 51
+            return fc.b.bitcast(ll.Constant(I32 if t == F32 else I64, bits | quiet), t)
+    return None
+
+
+def _guard_nan(f: Callable) -> Callable:
+    def lower(fc: FuncCodegen, _imm) -> None:
+        args = fc.pop(2)
+        r = _nan_operand(fc, args)
+        fc.stack.append(r if r is not None else f(fc, args))
+    return lower
+
+
 def _guard_const_fold(f: Callable, identity_first: bool = True) -> Callable:
     """identity_first: whether a ±0/±1 first operand can fold (not for div: 1/x is no identity)."""
     def lower(fc: FuncCodegen, _imm) -> None:
         args = fc.pop(2)
+        r = _nan_operand(fc, args)
+        if r is not None:
+            fc.stack.append(r)
+            return
         r = f(fc, args)
         first, second = fc.fconsts.get(id(args[0])), fc.fconsts.get(id(args[1]))
         if second or first == "nan" or (first and identity_first):
@@ -688,6 +716,7 @@ def _mark_promote(f: Callable) -> Callable:
 _GUARDED = {f"{t}.{o}": _guard_const_fold for t in ("f32", "f64") for o in ("add", "sub", "mul")}
 _GUARDED.update({f"{t}.div": lambda f: _guard_const_fold(f, identity_first=False) for t in ("f32", "f64")})
 _GUARDED["f32.demote_f64"] = _guard_demote
+_GUARDED.update({f"{t}.{o}": _guard_nan for t in ("f32", "f64") for o in ("min", "max")})
 _GUARDED["f64.promote_f32"] = _mark_promote
 
 

@@ -37,17 +37,19 @@ class deadline:
         self._done = threading.Event()
         self._watcher: threading.Thread | None = None
 
-    def _watch(self, target: int) -> None:
+    def _watch(self, target: int, depth: int) -> None:
         # an infinite (or huge) deadline never comes: Event.wait takes no more than threading.TIMEOUT_MAX
         if self._done.wait(min(self.seconds, threading.TIMEOUT_MAX)) or self.seconds > threading.TIMEOUT_MAX:
             self._done.wait()
             return
         while not self._done.is_set():
-            lib.wa_interrupt(target)  # the target thread is alive until __exit__ has joined us
+            lib.wa_interrupt_deeper(target, depth)  # the target thread is alive until __exit__ has joined us
             self._done.wait(RETRY_SECONDS)
 
     def __enter__(self) -> "deadline":
-        self._watcher = threading.Thread(target=self._watch, args=(threading.get_ident(),),
+        # only wasm called in this block: deeper than the calls in progress now (a deadline in a host
+        # function must not stop the wasm that called it)
+        self._watcher = threading.Thread(target=self._watch, args=(threading.get_ident(), lib.wa_entry_depth()),
                                          name="wasm-aot deadline", daemon=True)
         self._watcher.start()
         return self
