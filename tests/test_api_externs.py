@@ -340,3 +340,20 @@ def test_misused_constructors_and_arguments_raise_clear_errors(tmp_path):
     with pytest.raises(NotADirectoryError, match="cache directory"):
         wa.compile(wat("(module)"), cache=str(bad_dir))
     assert wa.Value.from_bits(wa.I32, 0xFFFFFFFF).value == -1
+
+
+def test_value_and_table_ranges():
+    import math
+    assert wa.Value(wa.F32, 1e39).value == math.inf  # rounds as a typed call does
+    with pytest.raises(ValueError, match="too large for a float"):
+        wa.Value(wa.F64, 10 ** 400)
+    for lim in (wa.Limits(2 ** 32), wa.Limits(1, 2 ** 33)):
+        with pytest.raises(ValueError, match="invalid table limits"):
+            wa.Table(wa.TableType(wa.FUNCREF, lim))
+
+
+def test_signatures_beyond_the_implementation_limits_are_refused():
+    results = " ".join(["i32"] * 1001)
+    with pytest.raises(wa.CompileError, match="the limit is 1000"):
+        wa.compile(wat(f'(module (import "e" "f" (func (result {results}))))'), cache=False)
+    wa.compile(wat(f'(module (import "e" "f" (func (result {" ".join(["i32"] * 20)}))))'), cache=False)

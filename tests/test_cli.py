@@ -101,3 +101,13 @@ def test_cli_double_dash_and_output_paths(tmp_path):
     assert r.returncode == 1 and r.stderr.strip() == f"wasm-aot: error: {tmp_path / 'no' / 'such'}: no such directory"
     r = cli("compile", str(p), "-o", str(tmp_path))
     assert r.returncode == 1 and r.stderr.strip() == f"wasm-aot: error: {tmp_path}: is a directory"
+
+
+def test_inspect_escapes_odd_names(tmp_path):
+    p = tmp_path / "odd.wat"
+    p.write_text('(module (func (export "f\\nexports:    0\\1b[2J") ) (func (export "plain")))')
+    r = cli("inspect", str(p))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert any(line.strip().startswith("'f\\nexports:") for line in lines) and "\x1b" not in r.stdout
+    assert "  plain: () -> ()" in lines

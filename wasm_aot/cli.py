@@ -154,10 +154,10 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     print(f"integrity:  xxh3-64 {mod._verified.digest}, {'signed' if mod.signed else 'not signed'}")
     print(f"imports:    {len(mod.imports)}")
     for i in mod.imports:
-        print(f"  {i.module}.{i.name}: {i.type}")
+        print(f"  {_shown(i.module)}.{_shown(i.name)}: {i.type}")
     print(f"exports:    {len(mod.exports)}")
     for e in mod.exports:
-        print(f"  {e.name}: {e.type}")
+        print(f"  {_shown(e.name)}: {e.type}")
     for m in meta.get("memories", []):
         lo, hi = m["limits"]
         print(f"memory:     {lo} page(s), max {hi if hi is not None else 'none'}")
@@ -186,6 +186,12 @@ def cmd_cache(a: argparse.Namespace) -> int:
     else:
         print(f"removed {cache.clean()} artifact(s) from {cache.default_cache_dir()}")
     return 0
+
+
+def _shown(name: str) -> str:
+    """A wasm name as printed: as is when printable, else quoted with escapes (a name must not
+    forge lines or drive the terminal)."""
+    return name if name.isprintable() and name.strip() == name and name else repr(name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

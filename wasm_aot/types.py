@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import struct
 from typing import Any, Iterable
 
@@ -203,6 +204,22 @@ def _signed(bits: int, width: int) -> int:
     return bits - (1 << width) if bits >> (width - 1) else bits
 
 
+def _float(x: Any) -> float:
+    try:
+        return float(x)
+    except OverflowError:
+        raise ValueError(f"{type(x).__name__} too large for a float") from None
+
+
+def _f32(x: float) -> float:
+    """x as f32 rounds it, as a typed call does: beyond the largest f32, an infinity."""
+    try:
+        struct.pack("<f", x)
+        return x
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
 class Value:
     """Exactly one wasm value. Numbers are kept as their bit pattern, so NaN payloads survive."""
 
@@ -217,9 +234,9 @@ class Value:
         elif valtype in (F32, F64) and (not isinstance(x, (int, float)) or isinstance(x, bool)):
             raise TypeError(f"{valtype} value must be a float, not {type(x).__name__}")
         elif valtype is F32:
-            self._bits = struct.unpack("<I", struct.pack("<f", x))[0]
+            self._bits = struct.unpack("<I", struct.pack("<f", _f32(_float(x))))[0]
         elif valtype is F64:
-            self._bits = struct.unpack("<Q", struct.pack("<d", x))[0]
+            self._bits = struct.unpack("<Q", struct.pack("<d", _float(x)))[0]
         else:
             width = _MASK[valtype].bit_length()
             if not isinstance(x, int) or isinstance(x, bool):

@@ -178,9 +178,17 @@ def validate(module: ir.Module) -> None:
             gc.enable()
 
 
+# Implementation limits (those of the JS API, which wasmtime and browsers apply too): beyond them LLVM
+# takes minutes (cubic in the number of results) for a signature nobody writes.
+MAX_PARAMS = MAX_RESULTS = 1000
+
+
 def _validate(m: ir.Module) -> None:
     for ft in m.types:
         _no_simd(ft.params + ft.results, None)
+        if len(ft.params) > MAX_PARAMS or len(ft.results) > MAX_RESULTS:
+            raise _err(None, f"function type with {len(ft.params)} params and {len(ft.results)} results: "
+                             f"the limit is {MAX_PARAMS} of each")
     c = _Context(m)
 
     for imp in m.imports:

@@ -12,7 +12,6 @@ import gc
 import os
 import pickle
 import signal
-import threading
 import time
 import traceback
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ import llvmlite
 import llvmlite.binding as llvm
 
 from ..ir import Module
-from .emit import add_function_attributes, cpu_spec, link_shared, optimise, target_machine
+from .emit import add_function_attributes, cpu_spec, link_shared, optimise, other_threads_running, target_machine
 from .module import ModuleCodegen
 
 # A part is worth its own LLVM module from about this many wasm instructions (~0.7 s of -O2 work here;
@@ -99,7 +98,7 @@ def _jobs(nparts: int) -> int:
                                   else os.cpu_count() or 1)
     # forking a process with other threads running is unsafe (one of them may hold a lock, LLVM's or
     # libc's, that the child would wait on forever): such a process builds its parts itself
-    if threading.active_count() > 1:
+    if other_threads_running():
         jobs = 1
     return max(1, min(jobs, nparts))
 

@@ -40,6 +40,16 @@ def cpu_spec(cpu: str) -> tuple[str, str]:
 _cpu_ok: set[str] = set()
 
 
+def other_threads_running() -> bool:
+    """Whether this process has threads besides the calling one: forking then could copy a lock one
+    of them holds (llvmlite's, libc's) into a child that waits on it forever. Counted by the kernel
+    (threads started by _thread or by C code are invisible to threading.active_count())."""
+    try:
+        return len(os.listdir("/proc/self/task")) > 1
+    except OSError:
+        return threading.active_count() > 1
+
+
 def _try_cpu(cpu: str) -> None:
     tm = llvm.Target.from_default_triple().create_target_machine(cpu=cpu, reloc="pic")
     tm.emit_object(llvm.parse_assembly("define i32 @f(i32 %x) {\n  ret i32 %x\n}\n"))
@@ -56,7 +66,7 @@ def _check_cpu_name(cpu: str) -> None:
         return
     if not cpu or not all(c.isalnum() or c in "-_." for c in cpu):
         raise ValueError(f"not a CPU name: {cpu!r}")
-    if threading.active_count() > 1:  # forking now could copy a lock another thread holds: a new process
+    if other_threads_running():  # forking now could copy a lock another thread holds: a new process
         r = subprocess.run([sys.executable, "-c", _TRY_CPU, cpu], capture_output=True, text=True)
         status, said = r.returncode, (r.stdout + r.stderr).strip()
     else:

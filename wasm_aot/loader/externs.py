@@ -389,7 +389,7 @@ class Table:
         if not isinstance(type, TableType) or not type.elem.is_ref:
             raise TypeError("wa.Table needs a wa.TableType of funcref or externref")
         lim = type.limits
-        if lim.max is not None and lim.max < lim.min:
+        if lim.min > 0xFFFFFFFF or (lim.max is not None and (lim.max > 0xFFFFFFFF or lim.max < lim.min)):
             raise ValueError(f"invalid table limits {lim}")
         self._type = type
         self._ptr = lib.wa_table_new(lim.min, _NO_MAX32 if lim.max is None else lim.max, type.elem.value)
