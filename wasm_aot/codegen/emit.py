@@ -41,13 +41,11 @@ _cpu_ok: set[str] = set()
 
 
 def other_threads_running() -> bool:
-    """Whether this process has threads besides the calling one: forking then could copy a lock one
-    of them holds (llvmlite's, libc's) into a child that waits on it forever. Counted by the kernel
-    (threads started by _thread or by C code are invisible to threading.active_count())."""
-    try:
-        return len(os.listdir("/proc/self/task")) > 1
-    except OSError:
-        return threading.active_count() > 1
+    """Whether other threads run Python in this process: forking then could copy a lock one of them
+    holds (llvmlite's, taken around every LLVM call) into a child that waits on it forever. Every
+    thread that ever ran Python counts, threading's or not (_thread, C code calling back); native
+    threads that never do (a BLAS pool, wasmtime's) cannot hold llvmlite's lock and do not count."""
+    return len(sys._current_frames()) > 1
 
 
 def _try_cpu(cpu: str) -> None:
