@@ -138,7 +138,7 @@ def _fail_in_other_parts(env, how):
 
 
 def _small_two_parts(env) -> bytes:
-    if other_threads_running():  # (wasmtime's, in the full suite: see the fresh-process test below)
+    if other_threads_running():  # (threads another test left: see the fresh-process test below)
         pytest.skip("a process with other threads running does not fork")
     env.setenv(codegen.PARTS_ENV, "2")
     env.setenv(codegen.JOBS_ENV, "2")
@@ -196,7 +196,7 @@ print("done")
 
 
 def test_a_single_threaded_process_builds_parts_in_forked_workers(tmp_path):
-    """(The suite's process may have threads other tests left, wasmtime's among them: the forked
+    """(The suite's process may have threads other tests left running Python: the forked
     path is checked in a fresh process too.)"""
     import subprocess
     code = (f"import sys; sys.path.insert(0, {str(Path(gen_large.__file__).parent)!r})\n"
