@@ -163,18 +163,15 @@ static void chain(int sig, siginfo_t *si, void *uctx) {
         signal(sig, SIG_DFL);
         return;
     }
-    if (p->sa_flags & SA_SIGINFO) {
-        if (p->sa_sigaction) {
-            chaining = 1;
-            p->sa_sigaction(sig, si, uctx);
-            chaining = 0;
-            return;
-        }
-    } else if (p->sa_handler == SIG_IGN) {
+    int info = p->sa_flags & SA_SIGINFO;
+    if (!info && p->sa_handler == SIG_IGN)
         return;
-    } else if (p->sa_handler != SIG_DFL && p->sa_handler) {
+    if (info ? p->sa_sigaction != NULL : p->sa_handler != SIG_DFL && p->sa_handler != NULL) {
         chaining = 1;
-        p->sa_handler(sig);
+        if (info)
+            p->sa_sigaction(sig, si, uctx);
+        else
+            p->sa_handler(sig);
         chaining = 0;
         return;
     }

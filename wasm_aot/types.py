@@ -70,19 +70,21 @@ class Record:
         return type(self), self._values()
 
 
-def _valtypes(xs: Iterable[ValType], what: str) -> tuple[ValType, ...]:
-    if isinstance(xs, (str, bytes)):
-        raise TypeError(f"{what} must be a sequence of wa value types (wa.I32, ...), not {type(xs).__name__}")
-    out = tuple(xs)
-    for x in out:
-        if x.__class__ is not ValType:
-            raise TypeError(f"{what} must hold wa value types (wa.I32, ...), not {x!r}")
-    return out
-
-
 def _valtype(x: Any, what: str) -> ValType:
     if x.__class__ is not ValType:
         raise TypeError(f"{what} must be a wa value type (wa.I32, ...), not {x!r}")
+    return x
+
+
+def _valtypes(xs: Iterable[ValType], what: str) -> tuple[ValType, ...]:
+    if isinstance(xs, (str, bytes)):
+        raise TypeError(f"{what} must be a sequence of wa value types (wa.I32, ...), not {type(xs).__name__}")
+    return tuple(_valtype(x, f"each of {what}") for x in xs)
+
+
+def _limits(x: Any) -> "Limits":
+    if not isinstance(x, Limits):
+        raise TypeError(f"limits must be a wa.Limits, not {type(x).__name__}")
     return x
 
 
@@ -134,9 +136,7 @@ class MemoryType(Record):
     limits: Limits
 
     def __init__(self, limits: Limits) -> None:
-        if not isinstance(limits, Limits):
-            raise TypeError(f"limits must be a wa.Limits, not {type(limits).__name__}")
-        _set(self, "limits", limits)
+        _set(self, "limits", _limits(limits))
 
     def __str__(self) -> str:
         return f"memory {self.limits}"
@@ -148,10 +148,8 @@ class TableType(Record):
     limits: Limits
 
     def __init__(self, elem: ValType, limits: Limits) -> None:
-        if not isinstance(limits, Limits):
-            raise TypeError(f"limits must be a wa.Limits, not {type(limits).__name__}")
         _set(self, "elem", _valtype(elem, "elem"))
-        _set(self, "limits", limits)
+        _set(self, "limits", _limits(limits))
 
     def __str__(self) -> str:
         return f"table {self.limits} {self.elem}"
@@ -211,13 +209,13 @@ def _float(x: Any) -> float:
         raise ValueError(f"{type(x).__name__} too large for a float") from None
 
 
-def _f32(x: float) -> float:
-    """x as f32 rounds it, as a typed call does: beyond the largest f32, an infinity."""
+def _f32_bits(x: float) -> int:
+    """x rounded to f32, as a typed call does (beyond the largest f32, an infinity)."""
     try:
-        struct.pack("<f", x)
-        return x
+        packed = struct.pack("<f", x)
     except OverflowError:
-        return math.copysign(math.inf, x)
+        packed = struct.pack("<f", math.copysign(math.inf, x))
+    return struct.unpack("<I", packed)[0]
 
 
 class Value:
@@ -234,7 +232,7 @@ class Value:
         elif valtype in (F32, F64) and (not isinstance(x, (int, float)) or isinstance(x, bool)):
             raise TypeError(f"{valtype} value must be a float, not {type(x).__name__}")
         elif valtype is F32:
-            self._bits = struct.unpack("<I", struct.pack("<f", _f32(_float(x))))[0]
+            self._bits = _f32_bits(_float(x))
         elif valtype is F64:
             self._bits = struct.unpack("<Q", struct.pack("<d", _float(x)))[0]
         else:

@@ -17,18 +17,9 @@ from .runtime import ffi, lib
 NWORDS = 16  # of wa_cpu_words (runtime_c/cpu.c)
 
 # LLVM feature -> /proc/cpuinfo flag, where the names differ. None: no flag to check (a mode or a
-# pseudo-feature that every CPU of the architecture has, or one the kernel does not report).
-_X86 = {
-    "64bit": "lm", "sse3": "pni", "sse4.1": "sse4_1", "sse4.2": "sse4_2", "crc32": "sse4_2",
-    "pclmul": "pclmulqdq", "lzcnt": "abm", "sahf": "lahf_lm", "prfchw": "3dnowprefetch", "bmi": "bmi1",
-    "rdrnd": "rdrand", "sha": "sha_ni", "avxvnni": "avx_vnni", "avxifma": "avx_ifma",
-    "avxvnniint8": "avx_vnni_int8", "avxneconvert": "avx_ne_convert", "avx512bf16": "avx512_bf16",
-    "avx512bitalg": "avx512_bitalg", "avx512fp16": "avx512_fp16", "avx512vbmi2": "avx512_vbmi2",
-    "avx512vnni": "avx512_vnni", "avx512vpopcntdq": "avx512_vpopcntdq", "avx512vp2intersect":
-    "avx512_vp2intersect", "amx-bf16": "amx_bf16", "amx-int8": "amx_int8", "amx-tile": "amx_tile",
-    "amx-fp16": "amx_fp16", "cx8": "cx8", "x87": "fpu", "pku": "pku", "kl": None, "widekl": None,
-    "evex512": None, "crc32c": "sse4_2", "xsave": "xsave", "prefer-256-bit": None,
-}
+# pseudo-feature that every CPU of the architecture has, or one the kernel does not report). On x86
+# only the names runtime_c/cpu.c does not know come here.
+_X86 = {"crc32c": "sse4_2", "prefer-256-bit": None}
 _ARM = {
     "neon": "asimd", "fp-armv8": "fp", "crc": "crc32", "lse": "atomics", "rdm": "asimdrdm",
     "dotprod": "asimddp", "fullfp16": "fphp", "sha2": "sha2", "aes": "aes", "sha3": "sha3", "sm4": "sm4",

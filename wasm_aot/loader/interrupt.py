@@ -38,9 +38,8 @@ class deadline:
         self._watcher: threading.Thread | None = None
 
     def _watch(self, target: int, depth: int) -> None:
-        # an infinite (or huge) deadline never comes: Event.wait takes no more than threading.TIMEOUT_MAX
-        if self._done.wait(min(self.seconds, threading.TIMEOUT_MAX)) or self.seconds > threading.TIMEOUT_MAX:
-            self._done.wait()
+        # an infinite (or huge) deadline never comes (Event.wait takes no more than threading.TIMEOUT_MAX)
+        if self.seconds > threading.TIMEOUT_MAX or self._done.wait(self.seconds):
             return
         while not self._done.is_set():
             lib.wa_interrupt_deeper(target, depth)  # the target thread is alive until __exit__ has joined us
