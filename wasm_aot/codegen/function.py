@@ -68,7 +68,7 @@ class FuncCodegen:
         self.dead = False
         self.skip = 0  # nesting depth of blocks being skipped in dead code
         self.rt: ll.Value | None = None
-        self.fconsts: dict[int, str] = {}  # id of an f32/f64.const LLVM may fold -> "nan" or "identity" (±0, ±1)
+        self.fidentities: set[int] = set()  # ids of f32/f64.consts LLVM may fold away: ±0, ±1
         self.fnans: dict[int, tuple[ll.Type, int]] = {}  # id of a NaN f32/f64.const -> (type, its bits)
         self.promotes: set[int] = set()  # ids of f64.promote_f32 results
         self.known_block: ll.Block | None = None  # see known_locals
@@ -101,7 +101,7 @@ class FuncCodegen:
         traps only by running, and LLVM deletes loads whose value is dead (through arithmetic, a
         select, an unread local...). An asm comment with side effects takes v, so LLVM must load it;
         memory(none) (when optimising) still lets it move and merge memory accesses around it.
-        Measured on bench/: geomean 1.00 -> 1.03x native, stencil 1.00 -> 1.32 (a call in a loop
+        Measured on bench/: geomean 1.00 -> 1.03x native, stencil 1.00 -> 1.36 (a call in a loop
         stops its vectorisation); folding the values into accumulators instead cost more (matmul,
         nbody 1.15x: scalar FP loops pay for the extra dependency). At -O0, FastISel drops an asm call
         that writes no memory and has no users: there it keeps the default, may-write-memory."""
@@ -500,18 +500,16 @@ class FuncCodegen:
     def f32_const(self, bits: int) -> None:
         self.stack.append(self.b.bitcast(ll.Constant(I32, bits), F32))
         if bits & 0x7F800000 == 0x7F800000 and bits & 0x7FFFFF:
-            self.fconsts[id(self.stack[-1])] = "nan"
             self.fnans[id(self.stack[-1])] = (F32, bits)
         elif bits & 0x7FFFFFFF in (0, 0x3F800000):
-            self.fconsts[id(self.stack[-1])] = "identity"
+            self.fidentities.add(id(self.stack[-1]))
 
     def f64_const(self, bits: int) -> None:
         self.stack.append(self.b.bitcast(ll.Constant(I64, bits), F64))
         if bits >> 52 & 0x7FF == 0x7FF and bits & (1 << 52) - 1:
-            self.fconsts[id(self.stack[-1])] = "nan"
             self.fnans[id(self.stack[-1])] = (F64, bits)
         elif bits & (1 << 63) - 1 in (0, 0x3FF0000000000000):
-            self.fconsts[id(self.stack[-1])] = "identity"
+            self.fidentities.add(id(self.stack[-1]))
 
     def canonicalize(self, v: ll.Value) -> ll.Value:
         return self.b.call(self.intrinsic(f"llvm.canonicalize.{'f32' if v.type == F32 else 'f64'}",
@@ -658,9 +656,6 @@ def _numeric_lowering(f: Callable, arity: int) -> Callable:
     return lower
 
 
-# LLVM folds x-0, x*1, x/1, x*-1, -0-x, demote(promote x) to x or -x, which lets a signalling NaN
-# through unquieted; wasm wants a quiet NaN. Quieting every result would cost a multiply per
-# operation, so only these shapes (an operand that is a wasm constant ±0, ±1 or NaN) are canonicalized.
 def _nan_operand(fc: FuncCodegen, args: list) -> ll.Value | None:
     """The result of a binary float operation with a NaN constant operand, computed here: the
     operand's NaN, quieted (an arithmetic NaN, as wasm wants). LLVM's constant folding of such an
@@ -682,6 +677,10 @@ def _guard_nan(f: Callable) -> Callable:
     return lower
 
 
+# LLVM folds x-0, x*1, x/1, x*-1, -0-x, demote(promote x) to x or -x, which lets a signalling NaN
+# through unquieted; wasm wants a quiet NaN. Quieting every result would cost a multiply per
+# operation, so only these shapes (an operand that is a wasm constant ±0 or ±1) are canonicalized;
+# a NaN constant operand gives its result directly (_nan_operand).
 def _guard_const_fold(f: Callable, identity_first: bool = True) -> Callable:
     """identity_first: whether a ±0/±1 first operand can fold (not for div: 1/x is no identity)."""
     def lower(fc: FuncCodegen, _imm) -> None:
@@ -691,8 +690,7 @@ def _guard_const_fold(f: Callable, identity_first: bool = True) -> Callable:
             fc.stack.append(r)
             return
         r = f(fc, args)
-        first, second = fc.fconsts.get(id(args[0])), fc.fconsts.get(id(args[1]))
-        if second or first == "nan" or (first and identity_first):
+        if id(args[1]) in fc.fidentities or (identity_first and id(args[0]) in fc.fidentities):
             r = fc.canonicalize(r)
         fc.stack.append(r)
     return lower
