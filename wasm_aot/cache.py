@@ -31,12 +31,16 @@ def cache_dir(path: str | None = None) -> str:
     return d
 
 
+def _is_entry(p: str) -> bool:
+    """An artifact of the cache: a plain *.so file (a directory or link so named is not ours)."""
+    return p.endswith(".so") and os.path.isfile(p) and not os.path.islink(p)
+
+
 def entries(path: str | None = None) -> list[str]:
     d = path or default_cache_dir()
     if not os.path.isdir(d):
         return []
-    return sorted(p for p in (os.path.join(d, f) for f in os.listdir(d) if f.endswith(".so") and not f.startswith("."))
-                  if os.path.isfile(p) and not os.path.islink(p))
+    return sorted(p for p in (os.path.join(d, f) for f in os.listdir(d) if not f.startswith(".")) if _is_entry(p))
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ def clean(path: str | None = None) -> int:
             if f.startswith(TEMP_PREFIX):
                 if now - os.stat(p).st_mtime > STALE_TEMP_SECONDS:
                     os.unlink(p)
-            elif f.endswith(".so") and os.path.isfile(p) and not os.path.islink(p):  # ours are plain files
+            elif _is_entry(p):
                 os.unlink(p)
                 n += 1
             elif f.startswith("toolchain-") and f.endswith(".json"):

@@ -14,7 +14,7 @@ import tempfile
 from typing import Any, Callable
 
 from . import abi, trailer
-from .cache import cache_dir
+from .cache import TEMP_PREFIX, cache_dir
 from .errors import ArtifactError, CompileError
 from .loader.artifact import verify_file
 from .loader.module import Module, load
@@ -143,7 +143,7 @@ def compile_to_file(wasm: bytes, out_path: str, *, opt_level: int = 2, cpu: str 
         raise IsADirectoryError(errno.EISDIR, "is a directory", out_path)
     if not os.path.isdir(d):
         raise FileNotFoundError(errno.ENOENT, "no such directory", d)
-    fd, tmp = tempfile.mkstemp(prefix=".wa-", suffix=".so", dir=d)  # same dir: os.replace stays atomic
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".so", dir=d)  # same dir: os.replace stays atomic
     os.close(fd)
     try:
         build_artifact(mod, metadata.dumps(meta), tmp, opt_level=opt_level, cpu=cpu, bounds_checks=bounds_checks,
@@ -188,7 +188,7 @@ def compile(wasm: bytes, opt_level: int = 2, cache: bool | str | os.PathLike = T
                 pass
     # built under a temporary name and checked from there before it takes its place: another process
     # cleaning or replacing the entry meanwhile cannot make this compile fail
-    fd, tmp = tempfile.mkstemp(prefix=".wa-", suffix=".so", dir=d)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".so", dir=d)
     os.close(fd)
     try:
         compile_to_file(wasm, tmp, key=key, **options)

@@ -54,7 +54,6 @@ def _check_import(mod: str, name: str, want: Any, ext: Any, bounds_checks: bool)
 
 
 def resolve_imports(plan: Plan, imports: Any) -> list[Any]:
-    bounds_checks = bool(plan.meta.get("options", {}).get("bounds_checks"))
     out = []
     for mod, name, want, kind in plan.imports:
         ns = imports.get(mod) if imports is not None else None
@@ -71,7 +70,7 @@ def resolve_imports(plan: Plan, imports: Any) -> list[Any]:
             raise LinkError(f"unknown import: {mod}.{name}")
         if kind == "func" and callable(ext) and not isinstance(ext, Function):
             ext = Function(ext, want)  # a plain callable takes the type the module asks for
-        _check_import(mod, name, want, ext, bounds_checks)
+        _check_import(mod, name, want, ext, plan.bounds_checks)
         out.append(ext)
     return out
 

@@ -25,7 +25,7 @@ class Plan:
 
     __slots__ = ("meta", "types", "imports", "import_kinds", "nimported", "ndefined", "type_ids",
                  "defined_type_index", "memories", "tables", "globals", "data_sizes", "elems", "elem_funcs",
-                 "exports", "func_types")
+                 "exports", "func_types", "bounds_checks")
 
     def __init__(self, meta: dict) -> None:
         self.meta = meta  # keeps the key of _plans alive
@@ -52,6 +52,8 @@ class Plan:
         # (-1): what nearly every module has, evaluated with one C array instead of a call per item
         self.elem_funcs = [_func_indices(e["init"]) for e in meta["elems"]]
         self.exports = {e["name"]: (e["kind"], e["index"]) for e in meta["exports"]}
+        # whether its loads and stores check bounds (else they rely on guard pages: see _check_import)
+        self.bounds_checks = bool(meta.get("options", {}).get("bounds_checks"))
 
 
 def _func_indices(init: list) -> list[int] | None:
