@@ -32,6 +32,17 @@ def _keep_handlers_first(enable: Callable[..., None]) -> Callable[..., None]:
 
 faulthandler.enable = _keep_handlers_first(faulthandler.enable)
 
+# cffi parses a C type's name and lays a struct out on its first use (~5 to 40 us each): done here for
+# the types of the load, instantiate and call paths, so that a service's first load does not pay it
+for _name in ("char *", "char[]", "uint8_t *", "uint8_t[]", "uint8_t[16]", "uint8_t *[]", "uint32_t *", "uint32_t[]",
+              "uint64_t *", "uintptr_t", "uintptr_t[]", "uintptr_t[64]", "void *", "void **", "void **[]",
+              "wa_ctx *", "wa_funcref *", "wa_funcref[]", "wa_hostfunc *", "wa_image_status *", "wa_module_desc *",
+              "wa_table *[]", "wa_memory *", "wa_table *"):
+    _t = ffi.typeof(_name)
+    if _t.kind == "pointer" and _t.item.kind == "struct":
+        ffi.sizeof(_t.item)
+del _name, _t
+
 RT_PTR = lib.wa_rt_ptr()
 HOST_CALL_PTR = lib.wa_host_call_ptr()
 STACK_LIMIT_TLS = lib.wa_stack_limit_tls_offset()
