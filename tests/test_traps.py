@@ -520,6 +520,31 @@ def test_out_of_bounds_loads_trap_even_when_their_value_is_dead(opt_level):
         expect_trap(TC.MEMORY_OUT_OF_BOUNDS, inst.exports.f)
 
 
+@pytest.mark.parametrize("opt_level", [0, 2])
+def test_globals_set_before_a_trap_stay_set(opt_level):
+    """LLVM takes loads for harmless: knowing global cells apart from linear memory, it dropped a
+    global store that a later one overwrote, or kept a global in a register across a loop and
+    stored it at the exit, so the globals seen after an out-of-bounds trap were stale (found by
+    differential fuzzing; global cells are typed as linear memory now)."""
+    src = """(module (memory 1) (global $g (export "g") (mut i32) (i32.const 0))
+      (func (export "line") (param i32)
+        (global.set $g (i32.add (global.get $g) (i32.const 1)))
+        (drop (i32.load (local.get 0)))
+        (global.set $g (i32.add (global.get $g) (i32.const 1))))
+      (func (export "loop") (param i32) (local i32)
+        (loop $l
+          (i32.store (local.get 0) (i32.const 7))
+          (global.set $g (i32.add (global.get $g) (i32.const 1)))
+          (local.set 0 (i32.add (local.get 0) (i32.const 4)))
+          (br_if $l (i32.lt_u (local.tee 1 (i32.add (local.get 1) (i32.const 1))) (i32.const 10))))))"""
+    inst = wa.compile(wat(src), opt_level=opt_level, cache=False).instantiate()
+    expect_trap(TC.MEMORY_OUT_OF_BOUNDS, inst.exports.line, 65536)
+    assert inst.exports.g.value == 1
+    inst.exports.g.value = 0
+    expect_trap(TC.MEMORY_OUT_OF_BOUNDS, inst.exports.loop, 65520)  # the 5th store traps
+    assert inst.exports.g.value == 4
+
+
 FAULTHANDLER_LATE = r'''
 import ctypes, faulthandler, sys
 sys.path.insert(0, sys.argv[1])

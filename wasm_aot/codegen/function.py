@@ -16,7 +16,7 @@ from ..errors import TrapCode
 from ..ir import Func
 from ..types import FuncType, ValType
 from .layout import (F32, F64, I1, I8, I32, I64, PTR, RT, RT_FNTYPE, STRUCT, VALTYPE, Callee,
-                     wasm_fntype, zero)
+                     pack_results, unpack_results, wasm_fntype, zero)
 from .numeric import NUMERIC
 
 if TYPE_CHECKING:
@@ -175,10 +175,7 @@ class FuncCodegen:
         elif len(vals) == 1:
             b.ret(vals[0])
         else:
-            agg = ll.Constant(self.fn.function_type.return_type, ll.Undefined)
-            for i, v in enumerate(vals):
-                agg = b.insert_value(agg, v, i)
-            b.ret(agg)
+            b.ret(pack_results(b, vals, ft))
 
     def stack_check(self) -> None:
         fa = self.intrinsic("llvm.frameaddress.p0", PTR, [I32])
@@ -386,10 +383,7 @@ class FuncCodegen:
         self.push_results(self.b.call(Callee(code, wasm_fntype(ft)), [callee_ctx] + args, tail="notail"), ft)
 
     def push_results(self, r: ll.Value, ft: FuncType) -> None:
-        if len(ft.results) == 1:
-            self.stack.append(r)
-        elif ft.results:
-            self.stack += [self.b.extract_value(r, i) for i in range(len(ft.results))]
+        self.stack += unpack_results(self.b, r, ft)
 
     def call_indirect(self, imm) -> None:
         tidx, table = imm

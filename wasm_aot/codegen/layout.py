@@ -44,13 +44,38 @@ def zero(t: ValType) -> ll.Constant:
     return ll.Constant(lt, 0)
 
 
+# Several results come back as a literal struct. Its floats travel as integers of their width: LLVM
+# returns a third float of a struct in the x87 register, and loading it there quiets a signalling NaN
+# (integers go in RAX, RDX, RCX, then the whole struct through memory: every bit arrives).
+_RESULT_AS_INT = {ValType.F32: I32, ValType.F64: I64}
+
+
 def result_type(ft: FuncType) -> ll.Type:
-    """wasm results: none -> void, one -> the value, several -> a literal struct."""
+    """wasm results: none -> void, one -> the value, several -> a literal struct (floats as integers)."""
     if not ft.results:
         return VOID
     if len(ft.results) == 1:
         return VALTYPE[ft.results[0]]
-    return ll.LiteralStructType([VALTYPE[t] for t in ft.results])
+    return ll.LiteralStructType([_RESULT_AS_INT.get(t, VALTYPE[t]) for t in ft.results])
+
+
+def pack_results(b: ll.IRBuilder, vals: list[ll.Value], ft: FuncType) -> ll.Value:
+    """The value a function of type `ft` returns for its results `vals` (at least two)."""
+    agg = ll.Constant(result_type(ft), ll.Undefined)
+    for i, (v, t) in enumerate(zip(vals, ft.results)):
+        agg = b.insert_value(agg, b.bitcast(v, _RESULT_AS_INT[t]) if t in _RESULT_AS_INT else v, i)
+    return agg
+
+
+def unpack_results(b: ll.IRBuilder, r: ll.Value, ft: FuncType) -> list[ll.Value]:
+    """The results of a call of type `ft` that returned `r` (none: [])."""
+    if len(ft.results) < 2:
+        return [r] if ft.results else []
+    out = []
+    for i, t in enumerate(ft.results):
+        v = b.extract_value(r, i)
+        out.append(b.bitcast(v, VALTYPE[t]) if t in _RESULT_AS_INT else v)
+    return out
 
 
 def wasm_fntype(ft: FuncType) -> ll.FunctionType:

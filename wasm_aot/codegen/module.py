@@ -18,8 +18,8 @@ from ..ir import ExternKind, Func, Module
 from ..metadata import SECTION
 from ..types import FuncType
 from .function import FuncCodegen
-from .layout import (HOSTCALL_FNTYPE, I8, I32, I64, PTR, STRUCT, TRAMP_FNTYPE, VALTYPE, VOID, Callee,
-                     wasm_fntype)
+from .layout import (HOSTCALL_FNTYPE, I8, I32, I64, PTR, STRUCT, TRAMP_FNTYPE, VALTYPE, Callee,
+                     pack_results, unpack_results, wasm_fntype)
 
 # wasm data segments go where ld's default script puts .data.rel.ro.*: read-only after relocation,
 # never executable (see emit.py)
@@ -60,13 +60,16 @@ class ModuleCodegen:
         self.global_types = wasm.all_global_types()
         self.has_memory = bool(wasm.all_memories())
         self._intrinsics: dict[str, ll.Function] = {}
-        # TBAA: linear memory, the VM's own structures (ctx, tables, funcrefs) and global cells never
-        # alias each other, so a store to linear memory does not force the ctx fields to be reloaded
+        # TBAA: the VM's own structures (ctx, tables, funcrefs) never alias linear memory or global
+        # cells, so a store to either does not force the ctx fields to be reloaded. Global cells are
+        # a kind of linear memory on purpose: LLVM takes loads for harmless, and a global store it
+        # knew apart from a load that traps could be dropped (overwritten later) or moved across
+        # it, leaving the globals seen after the trap stale
         root = self.m.add_metadata(["wasm-aot tbaa"])
-        self.tbaa = {}
-        for name in ("memory", "vm", "global"):
-            t = self.m.add_metadata([name, root, ll.Constant(I64, 0)])
-            self.tbaa[name] = self.m.add_metadata([t, t, ll.Constant(I64, 0)])
+        memory = self.m.add_metadata(["memory", root, ll.Constant(I64, 0)])
+        kinds = {"memory": memory, "vm": self.m.add_metadata(["vm", root, ll.Constant(I64, 0)]),
+                 "global": self.m.add_metadata(["global", memory, ll.Constant(I64, 0)])}
+        self.tbaa = {name: self.m.add_metadata([t, t, ll.Constant(I64, 0)]) for name, t in kinds.items()}
         self.funcs: dict[int, ll.Function] = _Funcs(self)
         self.used: list[ll.GlobalValue] = []
         self.main = main
@@ -157,8 +160,7 @@ class ModuleCodegen:
         b = ll.IRBuilder(fn.append_basic_block())
         args = [b.load(self.slot(b, slots, i), typ=VALTYPE[t], align=8) for i, t in enumerate(ft.params)]
         r = b.call(Callee(code, wasm_fntype(ft)), [ctx] + args)
-        results = [r] if len(ft.results) == 1 else [b.extract_value(r, i) for i in range(len(ft.results))]
-        for i, v in enumerate(results):
+        for i, v in enumerate(unpack_results(b, r, ft)):
             b.store(v, self.slot(b, slots, i), align=8)
         b.ret_void()
         return fn
@@ -187,9 +189,6 @@ class ModuleCodegen:
             elif len(vals) == 1:
                 b.ret(vals[0])
             else:
-                agg = ll.Constant(fn.function_type.return_type, ll.Undefined)
-                for j, v in enumerate(vals):
-                    agg = b.insert_value(agg, v, j)
-                b.ret(agg)
+                b.ret(pack_results(b, vals, ft))
             out.append(fn)
         return out

@@ -143,12 +143,16 @@ def _fintrinsic(base: str) -> Lower:
 
 def _fminmax(base: str) -> Lower:
     """llvm.minimum/maximum pass a signalling NaN through unquieted; wasm wants an arithmetic
-    (quiet) NaN, which fadd of the operands gives whenever either is NaN."""
+    (quiet) NaN: the NaN operand with its quiet bit set, by integer operations (fadd of the
+    operands would quiet it too, but LLVM folds `x + -0` to x when the other operand is -0)."""
     inner = _fintrinsic(base)
 
     def lower(fx: Fx, args: list[ir.Value]) -> ir.Value:
         a, b = args
-        return fx.b.select(fx.b.fcmp_unordered("uno", a, b), fx.b.fadd(a, b), inner(fx, args))
+        it = I32 if a.type == F32 else I64
+        nan = fx.b.bitcast(fx.b.select(fx.b.fcmp_unordered("uno", a, a), a, b), it)
+        quiet = fx.b.bitcast(fx.b.or_(nan, ir.Constant(it, 1 << (22 if it is I32 else 51))), a.type)
+        return fx.b.select(fx.b.fcmp_unordered("uno", a, b), quiet, inner(fx, args))
     return lower
 
 
