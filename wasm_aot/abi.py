@@ -13,7 +13,7 @@ Vocabulary (one name per wasm concept, used everywhere):
 """
 from __future__ import annotations
 
-ABI_VERSION = 3
+ABI_VERSION = 4  # 4: a function's several results return their floats as integers (codegen/layout.py)
 SLOT_SIZE = 16
 WASM_PAGE = 65536
 # A 32-bit memory reserves 4 GiB for the index, 4 GiB for a 32-bit static offset, and a little
