@@ -832,3 +832,25 @@ def test_min_max_of_a_signalling_nan_and_minus_zero_come_out_quiet(opt_level):
         for k in "lr":
             assert inst.exports[f"{op}32{k}"](0x7FA00001) & 0xFFFFFFFF == 0x7FE00001
             assert inst.exports[f"{op}64{k}"](0x7FF4000000000001) & (2 ** 64 - 1) == 0x7FFC000000000001
+
+
+@pytest.mark.parametrize("opt_level", [0, 2])
+def test_a_signalling_nan_constant_carried_to_an_operation_comes_out_quiet(opt_level):
+    """LLVM's constant folding can pass a signalling NaN operand through unquieted: a constant that
+    reached an addition only through a block result, the other operand a zero local, came out
+    signalling (found by differential fuzzing): such constants are opaque to LLVM now."""
+    import wasm_aot as wa
+    from conftest import wat
+    src = """(module
+      (func $snan (result f32) (f32.const -nan:0x1))
+      (func (export "if") (param i32) (result i32) (local f32)
+        (i32.reinterpret_f32 (f32.add (local.get 1)
+          (if (result f32) (local.get 0) (then (f32.const -nan:0x1)) (else (f32.const 2))))))
+      (func (export "if64") (param i32) (result i64) (local f64)
+        (i64.reinterpret_f64 (f64.mul (local.get 1)
+          (if (result f64) (local.get 0) (then (f64.const nan:0x1)) (else (f64.const 2))))))
+      (func (export "bits") (result i32) (i32.reinterpret_f32 (call $snan))))"""
+    inst = wa.compile(wat(src), opt_level=opt_level, cache=False).instantiate()
+    assert inst.exports["if"](1) & 0xFFFFFFFF == 0xFFC00001
+    assert inst.exports.if64(1) & (2 ** 64 - 1) == 0x7FF8000000000001
+    assert inst.exports.bits() & 0xFFFFFFFF == 0xFF800001  # not an operation: the bits as written

@@ -26,6 +26,10 @@ CTX = STRUCT["wa_ctx"]
 # consumes the value that keeps loads alive (FuncCodegen.keep): a comment, with side effects
 _KEEP_ASM = {t: ll.InlineAsm(ll.FunctionType(ll.VoidType(), [t]), "# wa: keep $0", "x" if t in (F32, F64) else "r",
                              side_effect=True) for t in (I8, ll.IntType(16), I32, I64, F32, F64)}
+# The bits of a signalling-NaN constant, through an empty asm: LLVM cannot see that the value is a
+# NaN, so it cannot fold an operation on it (constant folding passes a signalling NaN through
+# unquieted) once inlining or a local carries it to one; the CPU computes the quiet NaN.
+_OPAQUE_ASM = {t: ll.InlineAsm(ll.FunctionType(t, [t]), "", "=r,0") for t in (I32, I64)}
 FUNCREF = STRUCT["wa_funcref"]
 TABLE = STRUCT["wa_table"]
 MEMORY = STRUCT["wa_memory"]
@@ -492,17 +496,21 @@ class FuncCodegen:
         self.stack.append(ll.Constant(I64, v & 0xFFFFFFFFFFFFFFFF))
 
     def f32_const(self, bits: int) -> None:
-        self.stack.append(self.b.bitcast(ll.Constant(I32, bits), F32))
-        if bits & 0x7F800000 == 0x7F800000 and bits & 0x7FFFFF:
-            self.fnans[id(self.stack[-1])] = (F32, bits)
-        elif bits & 0x7FFFFFFF in (0, 0x3F800000):
-            self.fidentities.add(id(self.stack[-1]))
+        self.float_const(F32, I32, bits, 23)
 
     def f64_const(self, bits: int) -> None:
-        self.stack.append(self.b.bitcast(ll.Constant(I64, bits), F64))
-        if bits >> 52 & 0x7FF == 0x7FF and bits & (1 << 52) - 1:
-            self.fnans[id(self.stack[-1])] = (F64, bits)
-        elif bits & (1 << 63) - 1 in (0, 0x3FF0000000000000):
+        self.float_const(F64, I64, bits, 52)
+
+    def float_const(self, t: ll.Type, it: ll.Type, bits: int, mant: int) -> None:
+        magnitude = bits & (1 << (it.width - 1)) - 1
+        nan = magnitude >> mant == (1 << (it.width - 1 - mant)) - 1 and magnitude & (1 << mant) - 1
+        c: ll.Value = ll.Constant(it, bits)
+        if nan and not bits >> (mant - 1) & 1:  # signalling
+            c = self.b.call(_OPAQUE_ASM[it], [c])
+        self.stack.append(self.b.bitcast(c, t))
+        if nan:
+            self.fnans[id(self.stack[-1])] = (t, bits)
+        elif magnitude in (0, (1 << (it.width - 2)) - (1 << mant)):  # ±0, ±1
             self.fidentities.add(id(self.stack[-1]))
 
     def canonicalize(self, v: ll.Value) -> ll.Value:
