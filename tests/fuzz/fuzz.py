@@ -20,6 +20,7 @@ import gen
 D = os.path.abspath(os.environ.get("WASM_AOT_FUZZ_DIR", "fuzz-out"))
 FIND = f"{D}/findings"
 os.makedirs(FIND, exist_ok=True)
+os.makedirs(f"{D}/tmp", exist_ok=True)
 ENGINE = wasmtime.Engine()
 FUEL = 0
 INIT = {}
@@ -245,7 +246,6 @@ def one(seed, log):
 def main():
     w, nw, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     start = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-    os.makedirs(f"{D}/tmp", exist_ok=True)
     t0 = time.time()
     seed = start + w
     stats = {}
