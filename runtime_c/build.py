@@ -21,6 +21,7 @@ int wa_reassert_handlers(void);
 int wa_interrupt(unsigned long thread);
 int wa_interrupt_deeper(unsigned long thread, int depth);
 int wa_entry_depth(void);
+int wa_interrupt_signal(void);
 typedef struct wa_image wa_image;
 typedef struct {
     int err_no;

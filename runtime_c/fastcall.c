@@ -35,10 +35,44 @@ static const char *kind_name(int k) {
     }
 }
 
-/* Python value -> slot bits, with the checks of values.py (TypeError, ValueError). */
+static PyObject *value_class; /* wasm_aot.types.Value, looked up when first needed */
+
+/* A wa.Value given where a number of `kind` goes: its exact bits (1: so NaN payloads cross as they
+ * are), not a wa.Value (0), or an error set (-1). Only reached when x is no int or float. */
+static int value_bits(PyObject *x, int kind, uint64_t *out) {
+    if (!value_class) {
+        PyObject *m = PyImport_ImportModule("wasm_aot.types");
+        if (!m) return -1;
+        value_class = PyObject_GetAttrString(m, "Value");
+        Py_DECREF(m);
+        if (!value_class) return -1;
+    }
+    int is = PyObject_IsInstance(x, value_class);
+    if (is <= 0) return is;
+    PyObject *t = PyObject_GetAttrString(x, "type"), *code = t ? PyObject_GetAttrString(t, "value") : NULL;
+    long k = code ? PyLong_AsLong(code) : -1;
+    Py_XDECREF(code);
+    if (k != kind) {
+        if (!PyErr_Occurred()) PyErr_Format(PyExc_TypeError, "expected %s, got a wa.Value of %S", kind_name(kind), t);
+        Py_XDECREF(t);
+        return -1;
+    }
+    Py_DECREF(t);
+    PyObject *b = PyObject_GetAttrString(x, "_bits");
+    if (!b) return -1;
+    unsigned long long u = PyLong_AsUnsignedLongLong(b);
+    Py_DECREF(b);
+    if (u == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+    *out = u;
+    return 1;
+}
+
+/* Python value (or wa.Value) -> slot bits, with the checks of values.py (TypeError, ValueError). */
 static int to_bits(PyObject *x, int kind, uint64_t *out) {
     if (kind == K_I32 || kind == K_I64) {
         if (!PyLong_Check(x) || PyBool_Check(x)) {
+            int r = value_bits(x, kind, out);
+            if (r) return r > 0 ? 0 : -1;
             PyErr_Format(PyExc_TypeError, "expected an int for %s, got %s", kind_name(kind), Py_TYPE(x)->tp_name);
             return -1;
         }
@@ -62,6 +96,8 @@ static int to_bits(PyObject *x, int kind, uint64_t *out) {
         return -1;
     }
     if (!(PyFloat_Check(x) || PyLong_Check(x)) || PyBool_Check(x)) {
+        int r = value_bits(x, kind, out);
+        if (r) return r > 0 ? 0 : -1;
         PyErr_Format(PyExc_TypeError, "expected a float for %s, got %s", kind_name(kind), Py_TYPE(x)->tp_name);
         return -1;
     }

@@ -54,8 +54,11 @@ typedef struct wa_entry {
 
 static __thread wa_entry *cur_entry;
 /* An interrupt that arrived while this thread was in the runtime or in a host function: it traps
- * when control comes back from a host call, or is dropped when the outermost call returns. */
-static __thread volatile sig_atomic_t interrupt_pending;
+ * when control comes back from a host call, or is dropped when the calls it was for are over (a
+ * deadline's are those deeper than pending_above: see on_interrupt). */
+static __thread volatile sig_atomic_t interrupt_pending, pending_above;
+/* on_interrupt left by siglongjmp, its signal still blocked (see wa_install_handlers) */
+static __thread volatile sig_atomic_t interrupt_blocked;
 static __thread int entry_depth; /* wasm calls in progress on this thread (wa_invoke frames) */
 static __thread uintptr_t thread_stack_low, thread_stack_high;
 /* The lowest stack address wasm may use on this thread. Generated code reads it at a fixed offset
@@ -219,7 +222,11 @@ static void on_interrupt(int sig, siginfo_t *si, void *uctx) {
      * progress when it began (its depth comes with the signal) */
     int above = si->si_code == SI_QUEUE ? si->si_value.sival_int : 0;
     if (!cur_entry || entry_depth <= above) return;
-    if (pc_in_wasm(pc)) raise_trap(WA_TRAP_INTERRUPTED, pc, fp);
+    if (pc_in_wasm(pc)) {
+        interrupt_blocked = 1;
+        raise_trap(WA_TRAP_INTERRUPTED, pc, fp);
+    }
+    if (!interrupt_pending || above < pending_above) pending_above = above;
     interrupt_pending = 1;
 }
 
@@ -232,6 +239,9 @@ int wa_interrupt_deeper(unsigned long thread, int depth) {
     v.sival_int = depth;
     return pthread_sigqueue((pthread_t)thread, WA_SIG_INTERRUPT, v);
 }
+
+/* The signal number interrupts use (a real-time one). */
+int wa_interrupt_signal(void) { return WA_SIG_INTERRUPT; }
 
 /* This thread's number of wasm calls in progress. */
 int wa_entry_depth(void) { return entry_depth; }
@@ -264,9 +274,12 @@ int wa_install_handlers(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = on_interrupt;
-    /* NODEFER: the handler may siglongjmp (with the mask unrestored); RESTART: system calls of a
-     * host function resume */
-    sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK | SA_RESTART;
+    /* Not NODEFER: a deadline queues a signal every millisecond, and a thread that did not run for a
+     * while (a loaded machine) gets them all at once; nested, they ran off the end of the signal
+     * stack (a crash). Blocked during the handler, they come one after another. A handler that
+     * leaves by siglongjmp leaves its signal blocked: wa_invoke unblocks it where it lands.
+     * RESTART: system calls of a host function resume. */
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
     sigemptyset(&sa.sa_mask);
     if (sigaction(WA_SIG_INTERRUPT, &sa, NULL) != 0) return -1;
     handlers_installed = 1;
@@ -365,6 +378,13 @@ uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
         ((void (*)(void *, void *, uint8_t *))tramp)(callee_ctx, code, slots);
     } else {
         rc = e.code;
+        if (interrupt_blocked) {
+            sigset_t set;
+            sigemptyset(&set);
+            sigaddset(&set, WA_SIG_INTERRUPT);
+            interrupt_blocked = 0;
+            pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+        }
         if (frames && nframes) {
             memcpy(frames, e.frames, e.nframes * sizeof(uintptr_t));
             *nframes = e.nframes;
@@ -372,7 +392,9 @@ uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
     }
     cur_entry = e.prev;
     entry_depth--;
-    if (!e.prev) interrupt_pending = 0; /* the outermost call is over: nothing left to interrupt */
+    /* a pending interrupt for calls that are all over now (the outermost, or those a deadline opened
+     * inside a host function) must not stop the call that goes on */
+    if (interrupt_pending && entry_depth <= pending_above) interrupt_pending = 0;
     return rc;
 }
 

@@ -210,6 +210,32 @@ def test_typed_call_argument_checks(inst):
     assert add(1, 2) == 3  # still fine after the rejected calls
 
 
+def test_typed_calls_and_host_results_take_values_with_exact_bits():
+    """A wa.Value goes wherever a Python number of its type does (typed arguments, host function
+    results), with its bits as they are: a Python float cannot carry an f32's signalling NaN."""
+    src = """(module
+      (import "env" "h" (func $h (result f32 f64)))
+      (import "env" "slow" (func $slow (param externref) (result f32)))
+      (func (export "f32bits") (param f32) (result i32) (i32.reinterpret_f32 (local.get 0)))
+      (func (export "f32bits_slow") (param f32 externref) (result i32) (i32.reinterpret_f32 (local.get 0)))
+      (func (export "i64") (param i64) (result i64) (local.get 0))
+      (func (export "host") (result i32 i64) (local f64)
+        (call $h) (local.set 0) (i32.reinterpret_f32) (i64.reinterpret_f64 (local.get 0)))
+      (func (export "host_slow") (result i32) (i32.reinterpret_f32 (call $slow (ref.null extern)))))"""
+    snan32, snan64 = wa.Value.from_bits(wa.F32, 0x7F800001), wa.Value.from_bits(wa.F64, 0x7FF0000000000002)
+    imports = {"env": {"h": wa.Function(lambda: (snan32, snan64), wa.FuncType([], [wa.F32, wa.F64])),
+                       "slow": wa.Function(lambda _r: snan32, wa.FuncType([wa.EXTERNREF], [wa.F32]))}}
+    inst = wa.compile(wat(src)).instantiate(imports)
+    assert inst.exports.f32bits(snan32) & 0xFFFFFFFF == 0x7F800001  # the C path
+    assert inst.exports.f32bits_slow(snan32, None) & 0xFFFFFFFF == 0x7F800001  # the Python path
+    assert inst.exports.i64(wa.Value(wa.I64, -5)) == -5
+    assert [r & (2 ** 64 - 1) for r in inst.exports.host()] == [0x7F800001, 0x7FF0000000000002]
+    assert inst.exports.host_slow() & 0xFFFFFFFF == 0x7F800001
+    for f in (inst.exports.f32bits, lambda v: inst.exports.f32bits_slow(v, None)):
+        with pytest.raises(TypeError, match="expected f32, got a wa.Value of i32"):
+            f(wa.Value(wa.I32, 1))
+
+
 # ---- memory ----
 
 def test_memory_buffer_is_shared_with_wasm(inst):

@@ -40,6 +40,8 @@ def _int_bits(width: int, name: str) -> Callable[[Any], int]:
 
     def conv(x: Any) -> int:
         if type(x) is not int:
+            if isinstance(x, Value):
+                return _value_bits(x, name)
             if isinstance(x, bool) or not isinstance(x, int):
                 raise TypeError(f"expected an int for {name}, got {type(x).__name__}")
         if not lo <= x < hi:
@@ -48,8 +50,17 @@ def _int_bits(width: int, name: str) -> Callable[[Any], int]:
     return conv
 
 
+def _value_bits(x: Value, name: str) -> int:
+    """A wa.Value given where a number goes: its exact bits (NaN payloads cross as they are)."""
+    if str(x.type) != name:
+        raise TypeError(f"expected {name}, got a wa.Value of {x.type}")
+    return x._bits
+
+
 def _float_bits(conv: Callable[[float], int], name: str) -> Callable[[Any], int]:
     def f(x: Any) -> int:
+        if isinstance(x, Value):
+            return _value_bits(x, name)
         if not isinstance(x, (float, int)) or isinstance(x, bool):
             raise TypeError(f"expected a float for {name}, got {type(x).__name__}")
         return conv(float(x))
