@@ -28,7 +28,8 @@ _KEEP_ASM = {t: ll.InlineAsm(ll.FunctionType(ll.VoidType(), [t]), "# wa: keep $0
                              side_effect=True) for t in (I8, ll.IntType(16), I32, I64, F32, F64)}
 # The bits of a signalling-NaN constant, through an empty asm: LLVM cannot see that the value is a
 # NaN, so it cannot fold an operation on it (constant folding passes a signalling NaN through
-# unquieted) once inlining or a local carries it to one; the CPU computes the quiet NaN.
+# unquieted), whether the constant is its operand or inlining or a local carries it there; the CPU
+# computes the quiet NaN. (A quiet NaN constant folds to itself: an arithmetic NaN, as wasm wants.)
 _OPAQUE_ASM = {t: ll.InlineAsm(ll.FunctionType(t, [t]), "", "=r,0") for t in (I32, I64)}
 FUNCREF = STRUCT["wa_funcref"]
 TABLE = STRUCT["wa_table"]
@@ -73,7 +74,6 @@ class FuncCodegen:
         self.skip = 0  # nesting depth of blocks being skipped in dead code
         self.rt: ll.Value | None = None
         self.fidentities: set[int] = set()  # ids of f32/f64.consts LLVM may fold away: ±0, ±1
-        self.fnans: dict[int, tuple[ll.Type, int]] = {}  # id of a NaN f32/f64.const -> (type, its bits)
         self.promotes: set[int] = set()  # ids of f64.promote_f32 results
         self.known_block: ll.Block | None = None  # see known_locals
         self.known: dict[int, ll.Value] = {}
@@ -508,9 +508,7 @@ class FuncCodegen:
         if nan and not bits >> (mant - 1) & 1:  # signalling
             c = self.b.call(_OPAQUE_ASM[it], [c])
         self.stack.append(self.b.bitcast(c, t))
-        if nan:
-            self.fnans[id(self.stack[-1])] = (t, bits)
-        elif magnitude in (0, (1 << (it.width - 2)) - (1 << mant)):  # ±0, ±1
+        if magnitude in (0, (1 << (it.width - 2)) - (1 << mant)):  # ±0, ±1
             self.fidentities.add(id(self.stack[-1]))
 
     def canonicalize(self, v: ll.Value) -> ll.Value:
@@ -658,39 +656,13 @@ def _numeric_lowering(f: Callable, arity: int) -> Callable:
     return lower
 
 
-def _nan_operand(fc: FuncCodegen, args: list) -> ll.Value | None:
-    """The result of a binary float operation with a NaN constant operand, computed here: the
-    operand's NaN, quieted (an arithmetic NaN, as wasm wants). LLVM's constant folding of such an
-    operation (sNaN + -0, maximum(-0, sNaN)...) may leave a signalling NaN."""
-    for a in args:
-        nan = fc.fnans.get(id(a))
-        if nan is not None:
-            t, bits = nan
-            quiet = 1 << 22 if t == F32 else 1 << 51
-            return fc.b.bitcast(ll.Constant(I32 if t == F32 else I64, bits | quiet), t)
-    return None
-
-
-def _guard_nan(f: Callable) -> Callable:
-    def lower(fc: FuncCodegen, _imm) -> None:
-        args = fc.pop(2)
-        r = _nan_operand(fc, args)
-        fc.stack.append(r if r is not None else f(fc, args))
-    return lower
-
-
 # LLVM folds x-0, x*1, x/1, x*-1, -0-x, demote(promote x) to x or -x, which lets a signalling NaN
 # through unquieted; wasm wants a quiet NaN. Quieting every result would cost a multiply per
-# operation, so only these shapes (an operand that is a wasm constant ±0 or ±1) are canonicalized;
-# a NaN constant operand gives its result directly (_nan_operand).
+# operation, so only these shapes (an operand that is a wasm constant ±0 or ±1) are canonicalized.
 def _guard_const_fold(f: Callable, identity_first: bool = True) -> Callable:
     """identity_first: whether a ±0/±1 first operand can fold (not for div: 1/x is no identity)."""
     def lower(fc: FuncCodegen, _imm) -> None:
         args = fc.pop(2)
-        r = _nan_operand(fc, args)
-        if r is not None:
-            fc.stack.append(r)
-            return
         r = f(fc, args)
         if id(args[1]) in fc.fidentities or (identity_first and id(args[0]) in fc.fidentities):
             r = fc.canonicalize(r)
@@ -716,7 +688,6 @@ def _mark_promote(f: Callable) -> Callable:
 _GUARDED = {f"{t}.{o}": _guard_const_fold for t in ("f32", "f64") for o in ("add", "sub", "mul")}
 _GUARDED.update({f"{t}.div": lambda f: _guard_const_fold(f, identity_first=False) for t in ("f32", "f64")})
 _GUARDED["f32.demote_f64"] = _guard_demote
-_GUARDED.update({f"{t}.{o}": _guard_nan for t in ("f32", "f64") for o in ("min", "max")})
 _GUARDED["f64.promote_f32"] = _mark_promote
 
 
