@@ -4,17 +4,15 @@ JOB: {"wasm": path, "configs": [[opt, bounds_checks], ...], "calls": [[export, a
 import base64
 import hashlib
 import json
-import struct
 import sys
 import zlib
 
 import wasm_aot as wa
+from wasm_aot.loader.values import f32_bits, f64_bits
 
 
 def fbits(t, v):
-    if t == "f32":
-        return struct.unpack("<I", struct.pack("<f", v))[0]
-    return struct.unpack("<Q", struct.pack("<d", v))[0]
+    return f32_bits(v) if t == "f32" else f64_bits(v)
 
 
 def run(job, opt, bc):

@@ -11,11 +11,12 @@ README's known deviation (state after an out-of-bounds trap at -O1+, where the b
 agrees) is marked "known"; "known?" is an older guess (the state is that before the call).
 Needs the wasmtime package (the bench extra).
 """
-import base64, hashlib, json, os, random, struct, subprocess, sys, time, zlib, traceback
+import base64, hashlib, json, os, random, subprocess, sys, time, zlib, traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import wasmtime
 import gen
+from wasm_aot.loader.values import f32_bits, f64_bits
 
 D = os.path.abspath(os.environ.get("WASM_AOT_FUZZ_DIR", "fuzz-out"))
 FIND = f"{D}/findings"
@@ -33,9 +34,7 @@ MASK = {"i32": 0xFFFFFFFF, "i64": 0xFFFFFFFFFFFFFFFF}
 
 
 def fbits(t, v):
-    if t == "f32":
-        return struct.unpack("<I", struct.pack("<f", v))[0]
-    return struct.unpack("<Q", struct.pack("<d", v))[0]
+    return f32_bits(v) if t == "f32" else f64_bits(v)
 
 
 def isnan_bits(t, b):
