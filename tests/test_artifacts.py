@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import marshal
 import os
 import struct
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 from conftest import wat
 
 import wasm_aot as wa
-from wasm_aot import cli, metadata, trailer
+from wasm_aot import abi, cli, metadata, trailer
 from wasm_aot.compiler import compile_to_file
 from wasm_aot.loader import artifact as art
 from wasm_aot.loader.cpu import cpu_words, cpuid_has, host_flags, missing_features
@@ -89,9 +90,16 @@ def test_artifact_carries_metadata_and_trailer(signed, wasm):
     n = body_len(signed)
     assert art._elf_end(signed[:n]) == n, "the trailer starts right where the ELF image ends"
     sec = ELFFile(io.BytesIO(signed[:n])).get_section_by_name(metadata.SECTION)
-    _, blen, off, size, flags, _ = struct.unpack_from("<8sQQQII", signed, n)
+    _, blen, off, size, flags, record_len = struct.unpack_from("<8sQQQII", signed, n)
     assert (blen, off, size, flags) == (n, sec["sh_offset"], sec["sh_size"], trailer.FLAG_SIGNED)
-    meta = json.loads(sec.data())
+    # the section: the load record, then the description (JSON), which it is derived from
+    meta = json.loads(sec.data()[record_len:])
+    record = metadata.read_record(sec.data()[:record_len])
+    assert record == metadata.read_record(metadata.record(meta))
+    rec = dict(zip(metadata.RECORD_FIELDS, record))
+    assert rec["exports"] == {"memory": ("memory", 0), "add": ("func", 0), "peek": ("func", 1), "bump": ("func", 2)}
+    assert rec["types"][0] == ("func", bytes([wa.I32.value] * 2), bytes([wa.I32.value]))
+    assert rec["memories"] == (("memory", 1, None),) and rec["datas"] == (("active", 0, 5, (("i32.const", 16),)),)
     for k in ("format", "compiler", "compiler_source", "abi", "llvm", "llvmlite", "triple", "cpu_name",
               "cpu_features", "options", "types", "imports", "exports", "func_types", "memories", "globals",
               "datas", "elems", "func_names", "start"):
@@ -148,11 +156,16 @@ def test_checksum_is_the_reference_xxh3(n, want):
     assert trailer.checksum(KAT_DATA[:n]) == want
 
 
-@pytest.mark.parametrize("fmt", sorted(trailer.OLD_FORMATS))
-def test_an_earlier_format_is_named(unsigned, fmt):
-    """An artifact of an earlier trailer format is refused as such (its checksum is another one: it is
-    not corrupt, just old), and a single flipped bit that makes one magic look old is not."""
-    size, magic, end = trailer.OLD_FORMATS[fmt]
+# the trailers of other formats: (size, first and last 8 bytes)
+OTHER_FORMATS = {1: (112, b"WAOTSIG1", b"WAOTEND1"), 2: (88, b"WAOTSIG2", b"WAOTEND2"),
+                 3: (88, b"WAOTSIG3", b"WAOTEND3"), 5: (96, b"WAOTSIG5", b"WAOTEND5")}
+
+
+@pytest.mark.parametrize("fmt", sorted(OTHER_FORMATS))
+def test_another_format_is_named(unsigned, fmt):
+    """An artifact of an earlier (or later) trailer format is refused as such (its checksum is another
+    one: it is not corrupt, just old), and a single flipped bit that makes one magic look old is not."""
+    size, magic, end = OTHER_FORMATS[fmt]
     body = unsigned[:body_len(unsigned)]
     old = body + magic + bytes(size - 16) + end
     assert refused(old) == art.FORMAT.format(got=fmt, want=metadata.FORMAT_VERSION)
@@ -222,8 +235,10 @@ def test_not_elf_and_not_ours(tmp_path, wasm):
     assert refused(foreign) == art.NOT_OURS
     assert refused(foreign + b"some trailing junk") == art.BAD_TRAILER
     # a foreign ELF with a well-formed (unsigned) trailer still has no readable metadata
-    assert refused(foreign + trailer.make(foreign, 0, 0, None)) == art.BAD_METADATA
-    assert refused(foreign + trailer.make(foreign, 64, 16, None)) == art.BAD_METADATA
+    assert refused(foreign + trailer.make(foreign, 0, 0, 0, None)) == art.BAD_METADATA
+    assert refused(foreign + trailer.make(foreign, 64, 16, 8, None)) == art.BAD_METADATA
+    assert refused(foreign + trailer.make(foreign, 64, 16, 0, None)) == art.BAD_METADATA  # no record
+    assert refused(foreign + trailer.make(foreign, 64, 16, 17, None)) == art.BAD_METADATA  # past the section
     with pytest.raises(wa.ArtifactError, match="cannot read"):
         wa.load(tmp_path / "missing.so")
     with pytest.raises(wa.ArtifactError, match=art.TRUNCATED.replace("(", r"\(").replace(")", r"\)")):
@@ -238,14 +253,15 @@ def _write(p, data: bytes):
 def _reseal(data: bytes, patch, key: bytes | None = None) -> bytes:
     """The artifact with its body patched and a correct trailer, so only the intended check fires."""
     n = body_len(data)
-    _, _, off, size, _, _ = struct.unpack_from("<8sQQQII", data, n)
+    _, _, off, size, _, record_len = struct.unpack_from("<8sQQQII", data, n)
     body = bytearray(data[:n])
     patch(body)
-    return bytes(body) + trailer.make(bytes(body), off, size, key)
+    return bytes(body) + trailer.make(bytes(body), off, size, record_len, key)
 
 
-def _build_with(tmp_path, wasm, **changes) -> bytes:
-    """An artifact whose metadata was changed before it was built (and signed correctly)."""
+def _build_with(tmp_path, wasm, record=None, **changes) -> bytes:
+    """An artifact whose metadata was changed before it was built (and signed correctly); `record`,
+    if given, makes its load record from the (changed) metadata instead."""
     real = metadata.build
 
     def patched(mod, extra):
@@ -256,6 +272,8 @@ def _build_with(tmp_path, wasm, **changes) -> bytes:
     out = tmp_path / "patched.so"
     mp = pytest.MonkeyPatch()
     mp.setattr(metadata, "build", patched)
+    if record is not None:
+        mp.setattr(metadata, "record", record)
     try:
         compile_to_file(wasm, str(out), opt_level=0, key=KEY)
     finally:
@@ -270,17 +288,33 @@ def _lacking_feature() -> str:
     pytest.skip("this CPU has every candidate feature")
 
 
+def _record_with(**fields):
+    """metadata.record, with some of the record's fields replaced (by value or by a function of the old)."""
+    real = metadata.record
+
+    def patched(meta):
+        rec = dict(zip(metadata.RECORD_FIELDS, metadata.read_record(real(meta))))
+        rec.update({k: v(rec[k]) if callable(v) else v for k, v in fields.items()})
+        return marshal.dumps(tuple(rec.values()), 4)
+    return patched
+
+
 @pytest.mark.parametrize("change,expected", [
-    ({"format": metadata.FORMAT_VERSION + 1},
-     art.FORMAT.format(got=metadata.FORMAT_VERSION + 1, want=metadata.FORMAT_VERSION)),
     ({"compiler": "0.0.1"}, art.COMPILER.format(got="0.0.1", want=wa.__version__)),
+    ({"abi": 1}, art.ABI.format(got=1, want=abi.ABI_VERSION)),
     ({"triple": "aarch64-unknown-linux-gnu" if art.machine_triple_arch() != "aarch64" else "x86_64-pc-linux-gnu"},
      None),
     ({"cpu_features": "FEATURE"}, None),
-    ({"func_types": "not hex"}, art.BAD_METADATA),
     ({"cpu_features": "+sse2\0+no-such-feature"}, art.BAD_METADATA),
-    ({"cpu_features": ["+sse2"]}, art.BAD_METADATA),
-    ({"func_types": [0, 1, 2]}, art.BAD_METADATA),
+    ({"record": _record_with(cpu_features=["+sse2"])}, art.BAD_METADATA),
+    ({"record": lambda meta: b"not a marshalled record"}, art.BAD_METADATA),
+    ({"record": lambda meta: b"\xff"}, art.BAD_METADATA),
+    ({"record": _record_with(func_types=b"\0\0\0")}, art.BAD_METADATA),  # not uint32s
+    ({"record": _record_with(func_types=b"\7\0\0\0" * 3)}, art.BAD_METADATA),  # no type 7
+    ({"record": _record_with(func_types=[0, 1, 2])}, art.BAD_METADATA),
+    ({"record": _record_with(types=(("nofunc", b"", b""),))}, art.BAD_METADATA),
+    ({"record": _record_with(exports=[("add", "func", 0)])}, art.BAD_METADATA),
+    ({"record": lambda meta: marshal.dumps(("only", "some", "fields"))}, art.BAD_METADATA),
 ])
 def test_metadata_mismatches(tmp_path, wasm, change, expected):
     host = art.machine_triple_arch()
@@ -297,6 +331,33 @@ def test_metadata_mismatches(tmp_path, wasm, change, expected):
     with pytest.raises(wa.ArtifactError) as ei:
         wa.load(p, key=KEY)
     assert str(ei.value) == f"{p}: {expected}"
+
+
+def test_loading_reads_only_the_load_record(tmp_path, wasm, monkeypatch):
+    """Load, instantiate, call and trap use the record alone; the description (JSON) is parsed only
+    when asked for, once per content, and a bad one says so then."""
+    real = metadata.dumps
+    monkeypatch.setattr(metadata, "dumps", lambda meta: b"{not json" + real(meta)[1:])
+    p = tmp_path / "m.so"
+    compile_to_file(wat(SRC.replace('(func (export "bump")', '(func (export "boom") unreachable) (func (export "bump")'),
+                        "--debug-names"), str(p), opt_level=0)
+    monkeypatch.undo()
+    mod = wa.load(p)
+    check_works(mod)
+    with pytest.raises(wa.Trap) as ei:
+        mod.instantiate().func("boom")()
+    assert ei.value.code is wa.TrapCode.UNREACHABLE and ei.value.frames[0].func_name is None
+    with pytest.raises(wa.ArtifactError, match=r"unreadable artifact metadata \(its description\)"):
+        mod.metadata
+    # an intact one: parsed once, shared by every load of the content
+    p2 = _write(tmp_path / "ok.so", compile_to_file_bytes(tmp_path, wasm))
+    a, b = wa.load(p2), wa.load(p2)
+    assert a._verified.meta is b._verified.meta and a.metadata["func_names"]["0"] == "add"
+
+
+def compile_to_file_bytes(tmp_path, wasm) -> bytes:
+    compile_to_file(wasm, str(tmp_path / "built.so"), opt_level=0)
+    return (tmp_path / "built.so").read_bytes()
 
 
 def test_elf_machine_mismatch(signed):
@@ -691,8 +752,8 @@ def test_a_fresh_cache_entry_removed_before_its_load_does_not_fail_the_compile(t
     from wasm_aot import cache, compiler
     seal = compiler.seal_artifact
 
-    def seal_then_clean(linked, out, key):
-        seal(linked, out, key)
+    def seal_then_clean(linked, out, record_len, key):
+        seal(linked, out, record_len, key)
         cache.clean(str(tmp_path))
     monkeypatch.setattr(compiler, "seal_artifact", seal_then_clean)
     mod = wa.compile(wat('(module (func (export "f") (result i32) (i32.const 1)))'), cache=str(tmp_path))

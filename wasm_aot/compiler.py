@@ -91,13 +91,13 @@ def _metadata_extent(path: str) -> tuple[int, int]:
     raise RuntimeError(f"the linker dropped the {metadata.SECTION} section")
 
 
-def seal_artifact(linked: str, out_path: str, key: bytes | None) -> None:
+def seal_artifact(linked: str, out_path: str, record_len: int, key: bytes | None) -> None:
     """Append the integrity trailer (digest, and signature when `key`) to the linked image at
     `linked`, then move it to out_path atomically."""
     off, size = _metadata_extent(linked)
     with open(linked, "r+b") as f:
         body = f.read()
-        f.write(trailer.make(body, off, size, key))
+        f.write(trailer.make(body, off, size, record_len, key))
     os.replace(linked, out_path)
 
 
@@ -146,12 +146,13 @@ def compile_to_file(wasm: bytes, out_path: str, *, opt_level: int = 2, cpu: str 
     fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".so", dir=d)  # same dir: os.replace stays atomic
     os.close(fd)
     try:
-        build_artifact(mod, metadata.dumps(meta), tmp, opt_level=opt_level, cpu=cpu, bounds_checks=bounds_checks,
+        section, record_len = metadata.section(meta)
+        build_artifact(mod, section, tmp, opt_level=opt_level, cpu=cpu, bounds_checks=bounds_checks,
                        emit_llvm=emit_llvm, timings=timings, progress=progress)
         if progress:
             progress("seal")
         t4 = time.perf_counter()
-        seal_artifact(tmp, out_path, key)
+        seal_artifact(tmp, out_path, record_len, key)
         if timings is not None:
             timings["seal"] = time.perf_counter() - t4
     finally:

@@ -9,7 +9,7 @@ ELF loaders ignore bytes past the section headers, so the trailer rides at the e
     16  8  metadata offset in the body
     24  8  metadata length
     32  4  flags (FLAG_SIGNED)
-    36  4  reserved, zero
+    36  4  length of the metadata's load record (its first part: see metadata.py)
     40 32  mac: HMAC-SHA256(key, header[0:40] + sha256(body)), zeros when unsigned
     72  8  checksum: XXH3-64 (runtime_c/checksum.c) of every byte of the file before this field
     80  8  END
@@ -25,10 +25,9 @@ import os
 import struct
 from typing import NamedTuple
 
-MAGIC = b"WAOTSIG3"
-END = b"WAOTEND3"
-# earlier formats' trailers (size, first and last 8 bytes), to name them when refusing such a file
-OLD_FORMATS = {1: (112, b"WAOTSIG1", b"WAOTEND1"), 2: (88, b"WAOTSIG2", b"WAOTEND2")}
+MAGIC = b"WAOTSIG4"
+END = b"WAOTEND4"
+# (the last byte of each magic is the format's number: the loader names another format's trailer)
 _HEAD = struct.Struct("<8sQQQII")
 HEAD_SIZE = _HEAD.size  # 40
 TRAILER_SIZE = HEAD_SIZE + 32 + 8 + len(END)  # 88
@@ -74,9 +73,9 @@ def _mac(key: bytes, head: bytes, body: bytes | memoryview) -> bytes:
     return hmac.new(key, head + hashlib.sha256(body).digest(), hashlib.sha256).digest()
 
 
-def make(body: bytes, meta_off: int, meta_len: int, key: bytes | None) -> bytes:
+def make(body: bytes, meta_off: int, meta_len: int, record_len: int, key: bytes | None) -> bytes:
     """The trailer for `body` (the linked ELF image)."""
-    head = _HEAD.pack(MAGIC, len(body), meta_off, meta_len, FLAG_SIGNED if key else 0, 0)
+    head = _HEAD.pack(MAGIC, len(body), meta_off, meta_len, FLAG_SIGNED if key else 0, record_len)
     mac = _mac(key, head, body) if key else _NO_MAC
     return head + mac + struct.pack("<Q", checksum(body + head + mac)) + END
 
@@ -86,6 +85,7 @@ class Trailer(NamedTuple):
     meta_off: int
     meta_len: int
     flags: int
+    record_len: int
     mac: bytes
     checksum: int  # of every byte before the checksum field
 
@@ -95,10 +95,10 @@ _WHOLE = struct.Struct("<8sQQQII32sQ8s")
 
 def unpack(raw: bytes) -> Trailer | None:
     """The trailer in `raw` (exactly TRAILER_SIZE bytes), if both magics are in place."""
-    magic, body_len, meta_off, meta_len, flags, _, mac, check, end = _WHOLE.unpack(raw)
+    magic, body_len, meta_off, meta_len, flags, record_len, mac, check, end = _WHOLE.unpack(raw)
     if magic != MAGIC or end != END:
         return None
-    return Trailer(body_len, meta_off, meta_len, flags, mac, check)
+    return Trailer(body_len, meta_off, meta_len, flags, record_len, mac, check)
 
 
 def signature_ok(raw: bytes, body: bytes | memoryview, key: bytes) -> bool:

@@ -97,6 +97,14 @@ class FuncType(Record):
         _set(self, "params", _valtypes(params, "params"))
         _set(self, "results", _valtypes(results, "results"))
 
+    @classmethod
+    def _of(cls, params: tuple[ValType, ...], results: tuple[ValType, ...]) -> "FuncType":
+        """From tuples of ValTypes the caller vouches for (the loader's, made from a checked artifact)."""
+        t = object.__new__(cls)
+        _set(t, "params", params)
+        _set(t, "results", results)
+        return t
+
     # the canonical type ids of call_indirect are keyed by FuncType: keep these two cheap
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not FuncType:

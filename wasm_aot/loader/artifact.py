@@ -7,7 +7,6 @@ swap the file between the check and the mapping.
 """
 from __future__ import annotations
 
-import json
 import os
 import struct
 import sys
@@ -20,7 +19,7 @@ from ..errors import ArtifactError
 from ..version import __version__
 from .cpu import missing_features
 from .frames import register_functions, unregister_functions
-from .plan import plan_of
+from .plan import Plan
 from .runtime import ffi, lib
 
 # The exact messages (after "<path>: "), one per reason an artifact is refused.
@@ -72,9 +71,11 @@ def _diagnose(data: bytes) -> str:
     if len(data) < end:
         return TRUNCATED
     tail = data[end:]
-    for fmt, (size, magic, end) in trailer.OLD_FORMATS.items():  # the trailer of an earlier format
-        if len(tail) == size and tail.startswith(magic) and tail.endswith(end):
-            return FORMAT.format(got=fmt, want=metadata.FORMAT_VERSION)
+    # the trailer of another format: its magics end in the format's number
+    head, foot = trailer.MAGIC[:-1], trailer.END[:-1]
+    if tail[:len(head)] == head and tail[-len(trailer.END):-1] == foot and tail[len(head):len(head) + 1] == tail[-1:]:
+        got = tail[-1:].decode("ascii", errors="replace")
+        return FORMAT.format(got=int(got) if got.isdigit() else got, want=metadata.FORMAT_VERSION)
     if tail:
         if len(tail) < trailer.TRAILER_SIZE and (tail.startswith(trailer.MAGIC) or trailer.MAGIC.startswith(tail)):
             return TRUNCATED
@@ -84,16 +85,25 @@ def _diagnose(data: bytes) -> str:
 
 class Verified:
     """An artifact that passed every check: its copy (not linked yet, or linked once by
-    map_artifact), its metadata and identity."""
+    map_artifact), its plan (shared by equal contents) and identity."""
 
-    __slots__ = ("image", "size", "meta", "digest", "signed")
+    __slots__ = ("image", "size", "plan", "digest", "signed", "_description_at", "__weakref__")
 
-    def __init__(self, image: Any, size: int, meta: dict[str, Any], digest: str, signed: bool) -> None:
+    def __init__(self, image: Any, size: int, plan: Plan, digest: str, signed: bool, t: trailer.Trailer) -> None:
         self.image = image  # wa_image * (freed with this object)
         self.size = size  # of the file
-        self.meta = meta
+        self.plan = plan
         self.digest = digest  # the file's checksum (hex)
         self.signed = signed
+        self._description_at = (t.meta_off + t.record_len, t.meta_len - t.record_len)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The whole metadata (its description), parsed on first use per content."""
+        try:
+            return self.plan.description(lambda: self.read(*self._description_at))
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+            raise ArtifactError(f"{BAD_METADATA} (its description)") from None
 
     @property
     def identity(self) -> tuple:
@@ -187,11 +197,10 @@ def verify(data: bytes, where: str, key: bytes | None = None, path: str | None =
     raw = ffi.buffer(st.tail)[-trailer.TRAILER_SIZE:] if size >= trailer.TRAILER_SIZE else b""
     t, signed = _check_trailer(raw, size, st.checksum, read, where, key)
     digest = f"{t.checksum:016x}"
-    meta = _checked.get((digest, size, signed))
-    if meta is None:
-        meta = _check(read(0, 64), read, t, where)
-        _checked[(digest, size, signed)] = meta
-    return Verified(img, size, meta, digest, signed)
+    plan = _checked.get((digest, size, signed))
+    if plan is None:
+        plan = _checked[(digest, size, signed)] = _check(read(0, 64), read, t, where)
+    return Verified(img, size, plan, digest, signed, t)
 
 
 def _read_file(path: str) -> bytes:
@@ -202,52 +211,52 @@ def _read_file(path: str) -> bytes:
         raise ArtifactError(f"{path}: cannot read: {e.strerror}") from None
 
 
-# Checked metadata by identity: the checksum covers the metadata and every other byte, so equal
-# checksums mean equal files, and a file that passed once passes again (the machine does not change).
-_checked: dict[tuple, dict[str, Any]] = {}
+# Plans by identity: the checksum covers the metadata and every other byte, so equal checksums
+# mean equal files, and a file that passed once passes again (the machine does not change).
+_checked: dict[tuple, Plan] = {}
 
 
-def _check(head: bytes, read: Any, t: trailer.Trailer, where: str) -> dict[str, Any]:
+def _check(head: bytes, read: Any, t: trailer.Trailer, where: str) -> Plan:
+    """The plan of an intact artifact's load record, once the record says it runs here."""
     if head[:4] != b"\x7fELF":
         raise ArtifactError(f"{where}: {NOT_ELF}")
-    if not (0 < t.meta_off and t.meta_len <= t.body_len and t.meta_off <= t.body_len - t.meta_len):
+    if not (0 < t.meta_off and t.meta_len <= t.body_len and t.meta_off <= t.body_len - t.meta_len
+            and 0 < t.record_len <= t.meta_len):
         raise ArtifactError(f"{where}: {BAD_METADATA}")
     try:
-        meta = json.loads(read(t.meta_off, t.meta_len))
-    except (ValueError, UnicodeDecodeError):
+        rec = metadata.read_record(read(t.meta_off, t.record_len))
+    except ValueError:
         raise ArtifactError(f"{where}: {BAD_METADATA}") from None
-    if not isinstance(meta, dict):
-        raise ArtifactError(f"{where}: {BAD_METADATA}")
-    _check_meta(meta, head, where)
-    try:  # decoded once here: the loader's metadata holds uint32s (Module.metadata a list)
-        meta["func_types"] = metadata.decode_indices(meta["func_types"])
-    except (KeyError, TypeError, ValueError):
+    _check_target(rec, head, where)
+    try:
+        return Plan(rec)
+    except (KeyError, TypeError, ValueError, IndexError):
         raise ArtifactError(f"{where}: {BAD_METADATA}") from None
-    return meta
 
 
-def _check_meta(meta: dict, data: bytes, where: str) -> None:
-    if meta.get("format") != metadata.FORMAT_VERSION:
-        raise ArtifactError(f"{where}: " + FORMAT.format(got=meta.get("format"), want=metadata.FORMAT_VERSION))
-    if meta.get("compiler") != __version__:
-        raise ArtifactError(f"{where}: " + COMPILER.format(got=meta.get("compiler"), want=__version__))
-    if meta.get("abi") != abi.ABI_VERSION:
-        raise ArtifactError(f"{where}: " + ABI.format(got=meta.get("abi"), want=abi.ABI_VERSION))
-    host = machine_triple_arch()
-    arch = str(meta.get("triple", "")).split("-")[0] or "an unknown architecture"
-    elf_arch = _ELF_MACHINES.get(struct.unpack_from("<H" if data[5] == 1 else ">H", data, 0x12)[0], "?")
-    if arch != host or elf_arch != host:
-        raise ArtifactError(f"{where}: " + ARCH.format(got=arch if arch != host else elf_arch, want=host))
-    features = meta.get("cpu_features", "")
+_HOST = machine_triple_arch()
+
+
+def _check_target(rec: tuple, head: bytes, where: str) -> None:
+    """The versions, architecture and CPU features a load record asks for, against this machine's."""
+    compiler, abi_version, triple, features = rec[:4]
+    if compiler != __version__:
+        raise ArtifactError(f"{where}: " + COMPILER.format(got=compiler, want=__version__))
+    if abi_version != abi.ABI_VERSION:
+        raise ArtifactError(f"{where}: " + ABI.format(got=abi_version, want=abi.ABI_VERSION))
+    arch = (triple.split("-", 1)[0] if isinstance(triple, str) else "") or "an unknown architecture"
+    elf_arch = _ELF_MACHINES.get(struct.unpack_from("<H" if head[5] == 1 else ">H", head, 0x12)[0], "?")
+    if arch != _HOST or elf_arch != _HOST:
+        raise ArtifactError(f"{where}: " + ARCH.format(got=arch if arch != _HOST else elf_arch, want=_HOST))
     if not isinstance(features, str) or "\0" in features:  # (the C check reads up to a NUL)
         raise ArtifactError(f"{where}: {BAD_METADATA}")
-    missing = missing_features(features, host)
+    missing = missing_features(features, _HOST) if features else None
     if missing:
         raise ArtifactError(f"{where}: " + CPU.format(missing=", ".join("+" + m for m in missing)))
 
 
 def read_metadata(data: bytes, where: str, key: bytes | None = None) -> dict:
-    """The checked metadata of an artifact's bytes (nothing is linked)."""
+    """The metadata of an artifact's bytes, once checked (nothing is linked)."""
     return verify(data, where, key).meta
 
 
@@ -261,12 +270,12 @@ class Mapped:
     """A linked artifact: its metadata and the addresses of its code. Unmapped when collected
     (its Modules, Instances and Functions hold it)."""
 
-    __slots__ = ("path", "meta", "desc", "funcs", "tramps", "shims", "sigs", "_datas", "_base", "_span", "_names",
-                 "__weakref__")
+    __slots__ = ("path", "verified", "plan", "desc", "funcs", "tramps", "shims", "sigs", "_datas", "_base", "_span",
+                 "_names", "__weakref__")
 
-    def __init__(self, path: str, meta: dict[str, Any], desc: Any, base: Any, span: int) -> None:
-        plan = plan_of(meta)
-        self.path, self.meta, self.desc = path, meta, desc
+    def __init__(self, path: str, v: Verified, desc: Any, base: Any, span: int) -> None:
+        plan = self.plan = v.plan
+        self.path, self.verified, self.desc = path, v, desc
         self._base, self._span = base, span
         # the code address of each defined function, copied (one memmove: Python ints for thousands of
         # functions cost more than the rest of loading) for the frame index, which reads it on a trap
@@ -283,7 +292,7 @@ class Mapped:
     def datas(self) -> list[Any]:
         """Per data segment, its bytes in the image."""
         if self._datas is None:
-            n = len(self.meta["datas"])
+            n = len(self.plan.datas)
             self._datas = ffi.unpack(self.desc.datas, n) if n else []
         return self._datas
 
@@ -332,7 +341,7 @@ def _map(path: str, v: Verified) -> Mapped:
     if desc.abi_version != abi.ABI_VERSION:
         lib.wa_unmap_image(base, span)
         raise ArtifactError(f"{path}: runtime ABI {desc.abi_version}, expected {abi.ABI_VERSION}")
-    m = Mapped(path, v.meta, desc, base, span)
+    m = Mapped(path, v, desc, base, span)
     ident = v.identity
     _mapped[ident] = weakref.ref(m, lambda r, ident=ident: _forget(ident, r))
     return m

@@ -193,7 +193,7 @@ class Function(_fastcall.Callable):
     def __repr__(self) -> str:
         if self._fn is not None:
             return f"<wa.Function host {getattr(self._fn, '__name__', self._fn)!r} {self._type}>"
-        name = self._owner._m.meta["func_names"].get(str(self._index))
+        name = self._owner._m.verified.meta["func_names"].get(str(self._index))
         return f"<wa.Function wasm func[{self._index}]{' $' + name if name else ''} {self._type}>"
 
 

@@ -3,20 +3,34 @@ from __future__ import annotations
 
 import bisect
 import threading
+import weakref
 from typing import TYPE_CHECKING
 
 from ..types import Record, _set
 
 if TYPE_CHECKING:
-    from .artifact import Mapped
+    from .artifact import Mapped, Verified
 
 class _Names:
     """What a frame needs of its artifact (not the artifact itself: it must stay collectable)."""
 
-    __slots__ = ("meta",)
+    __slots__ = ("_verified",)
 
-    def __init__(self, meta: dict) -> None:
-        self.meta = meta
+    def __init__(self, verified: "weakref.ref[Verified]") -> None:
+        self._verified = verified
+
+    def names(self) -> tuple[dict[str, str], str | None]:
+        """The artifact's function names and module name (its description is parsed on first use)."""
+        from ..errors import ArtifactError
+
+        v = self._verified()
+        if v is None:  # (only an unmapped artifact's: its frames are no longer indexed)
+            return {}, None
+        try:
+            meta = v.meta
+        except ArtifactError:  # (a trap is reported all the same, without names)
+            return {}, None
+        return meta.get("func_names", {}), meta.get("module_name")
 
 
 _starts: list[int] = []
@@ -48,8 +62,8 @@ class Frame(Record):
 def register_functions(m: "Mapped") -> _Names:
     """Remember a mapped module's code addresses; they are indexed only when a trap needs them
     (loading stays cheap). Returns the key for unregister_functions."""
-    names = _Names(m.meta)
-    nimported = len(m.meta["func_types"]) - len(m.funcs)  # m.funcs: a copy, still valid once unmapped
+    names = _Names(weakref.ref(m.verified))
+    nimported = m.plan.nimported  # m.funcs: a copy, still valid once unmapped
     with _lock:  # addresses only (trampolines and shims as pointers): nothing is read from the image later
         _pending.append((names, m.funcs, nimported, m.tramps + m.shims))
     return names
@@ -95,5 +109,6 @@ def describe(pcs: list[int]) -> list[Frame]:
         names, idx = _owners[k]
         if idx is None:
             continue
-        out.append(Frame(idx, names.meta["func_names"].get(str(idx)), names.meta.get("module_name")))
+        func_names, module = names.names()
+        out.append(Frame(idx, func_names.get(str(idx)), module))
     return out

@@ -9,7 +9,7 @@ from ..types import FuncType, GlobalType, MemoryType, TableType, ValType, Value
 from . import values as V
 from .artifact import Mapped
 from .externs import Extern, Function, Global, ImportObject, Memory, Table, WasmSignature
-from .plan import Plan, plan_of, type_id
+from .plan import Plan, type_id
 from .runtime import RT_PTR, STACK_LIMIT_TLS, ffi, lib
 
 
@@ -124,7 +124,7 @@ class Instance:
         # what this instance's wasm may hold references to, kept alive as long as it: the owners of
         # funcrefs handed to it from Python (arguments, host function results) or by instances it calls
         self._held: set = set()
-        plan = self._plan = plan_of(mapped.meta)
+        plan = self._plan = mapped.plan
         if imports is not None and not isinstance(imports, (Mapping, ImportObject)):
             raise TypeError(f"imports must map module names to namespaces, not be a {type(imports).__name__}")
         resolved = resolve_imports(plan, imports) if plan.imports else []
@@ -224,37 +224,36 @@ class Instance:
             self._elem_items = ctx.elem_items = ffi.new("void **[]", len(plan.elems))
             self._elem_sizes = ctx.elem_sizes = ffi.new("uint32_t[]", len(plan.elems))
             funcs_at = self._funcs_at
-            for i, (et, e) in enumerate(plan.elems):
+            for i, (_, et, _, _, init) in enumerate(plan.elems):
                 idx = plan.elem_funcs[i]
-                if not e["init"]:
+                if not init:
                     arr = ffi.NULL
                 elif idx is not None:  # a funcref is the address of the function's entry in self._funcs
                     arr = ffi.new("uintptr_t[]", [funcs_at + V.FUNCREF_SIZE * k if k >= 0 else 0 for k in idx])
                 else:
-                    arr = ffi.new("uintptr_t[]", [self.eval_const(x, et) for x in e["init"]])
+                    arr = ffi.new("uintptr_t[]", [self.eval_const(x, et) for x in init])
                 self._elem_arrays.append(arr)
                 arr = ffi.cast("void **", arr)
                 self._elem_items[i] = arr
-                self._elem_sizes[i] = len(e["init"])
+                self._elem_sizes[i] = len(init)
 
         # active segments, in order; a failure traps like table.init / memory.init would
-        for i, (_, e) in enumerate(plan.elems):
-            if e["mode"] == "active":
-                off = self.eval_const(e["offset"], ValType.I32)
-                t = tables[e["table"]]
-                if lib.wa_init_table(t._ptr, off, self._elem_items[i], self._elem_sizes[i]) != 0:
+        for i, (mode, _, table, offset, _) in enumerate(plan.elems):
+            if mode == "active":
+                off = self.eval_const(offset, ValType.I32)
+                if lib.wa_init_table(tables[table]._ptr, off, self._elem_items[i], self._elem_sizes[i]) != 0:
                     raise Trap(TrapCode.TABLE_ACCESS_OUT_OF_BOUNDS, "in an element segment at instantiation")
-            if e["mode"] != "passive":
+            if mode != "passive":
                 self._elem_sizes[i] = 0
         if plan.data_sizes:
-            for i, d in enumerate(mapped.meta["datas"]):
-                if d["mode"] == "active":
-                    off = self.eval_const(d["offset"], ValType.I32)
-                    if lib.wa_init_memory(mems[d["memory"]]._ptr, off, mapped.datas[i], self._data_sizes[i]) != 0:
+            for i, (mode, memory, _, offset) in enumerate(plan.datas):
+                if mode == "active":
+                    off = self.eval_const(offset, ValType.I32)
+                    if lib.wa_init_memory(mems[memory]._ptr, off, mapped.datas[i], self._data_sizes[i]) != 0:
                         raise Trap(TrapCode.MEMORY_OUT_OF_BOUNDS, "in a data segment at instantiation")
                     self._data_sizes[i] = 0
-        if mapped.meta["start"] is not None:
-            self.funcref_object(mapped.meta["start"])()
+        if plan.start is not None:
+            self.funcref_object(plan.start)()
 
     # ---- constant expressions ----
 
@@ -286,7 +285,7 @@ class Instance:
             if index < nimp and self._imports_funcs()[index].is_host:
                 f = self._imports_funcs()[index]
             else:
-                ti = self._m.meta["func_types"][index]
+                ti = self._plan.func_types[index]
                 sig = self._m.sigs.get(ti)
                 if sig is None:  # per artifact and type, not per Function
                     sig = self._m.sigs[ti] = WasmSignature(self._types[ti], self._m.tramps[ti])
@@ -338,11 +337,8 @@ class Instance:
         return list(r) if isinstance(r, tuple) else [r]
 
     def resolve_func(self, name: str) -> int:
-        f = self._export_func(name)
-        for e in self._m.meta["exports"]:
-            if e["name"] == name:
-                return e["index"]
-        return f._index
+        self._export_func(name)  # (raises unless it is a function)
+        return self._plan.exports[name][1]
 
     def __repr__(self) -> str:
         return f"<wa.Instance of {self.module!r} exports={list(self.exports)}>"

@@ -17,7 +17,6 @@ class Module:
     def __init__(self, path: str, verified: Verified) -> None:
         self._path = path
         self._verified = verified  # the checked copy: exactly this is linked, run and saved
-        self._meta = verified.meta
         self._mapped = None
 
     @classmethod
@@ -34,6 +33,10 @@ class Module:
     @property
     def path(self) -> str:
         return self._path
+
+    @property
+    def _meta(self) -> dict[str, Any]:
+        return self._verified.meta
 
     @property
     def metadata(self) -> dict[str, Any]:

@@ -1,14 +1,16 @@
-"""What instantiation needs of an artifact's metadata, derived once per content.
+"""What loading needs of an artifact's metadata, derived once per content.
 
-The metadata is JSON; turning it into types, counts and C arrays costs more than instantiating
-itself. A Plan does that once per checked metadata (the loader shares one dict per content), so
-each instance only allocates what is its own.
+A Plan is made from the metadata's load record (metadata.py) when an artifact is first checked in
+a process, and shared by every later load of the same content: each instance then only
+allocates what is its own. The description (the JSON) is parsed only if someone asks for it.
 """
 from __future__ import annotations
 
-from typing import Any
+import json
+import threading
+from typing import Any, Callable
 
-from ..metadata import extern_from_json
+from ..metadata import _VALTYPES, decode_indices, extern_from_record, indices_from_bytes
 from ..types import FuncType, ValType
 from .runtime import ffi
 
@@ -20,56 +22,72 @@ def type_id(t: FuncType) -> int:
     return _type_ids.setdefault(t, len(_type_ids) + 1)
 
 
+_description_lock = threading.Lock()
+
+
 class Plan:
-    """An artifact's instantiation plan: its types, imports, counts and shared arrays."""
+    """An artifact's instantiation plan: its types, imports, counts, segments and shared arrays.
+    (Made on every first sight of a content: each step here counts, hence map() and the guards.)"""
 
-    __slots__ = ("meta", "types", "imports", "import_kinds", "nimported", "ndefined", "type_ids",
-                 "defined_type_index", "memories", "tables", "globals", "data_sizes", "elems", "elem_funcs",
-                 "exports", "func_types", "bounds_checks")
+    __slots__ = ("types", "imports", "import_kinds", "nimported", "ndefined", "type_ids", "defined_type_index",
+                 "memories", "tables", "globals", "datas", "data_sizes", "elems", "elem_funcs", "exports",
+                 "func_types", "start", "bounds_checks", "_func_types_raw", "_description")
 
-    def __init__(self, meta: dict) -> None:
-        self.meta = meta  # keeps the key of _plans alive
-        self.types = [extern_from_json(t) for t in meta["types"]]
-        self.func_types: Any = meta["func_types"]  # uint32s (a memoryview), decoded by the loader's check
+    def __init__(self, rec: tuple) -> None:
+        (_, _, _, _, types, imports, func_types, tables, memories, globals_, exports, start, elems, datas,
+         bounds_checks) = rec
+        self.types = list(map(extern_from_record, types))
+        self._func_types_raw = func_types  # (the array below points into it)
+        self.func_types: Any = indices_from_bytes(func_types)  # per function, its type index
+        if func_types and max(self.func_types) >= len(self.types):
+            raise ValueError("a function type index out of range")
         # (module, name, wanted type, kind) per import
-        self.imports = [(i["module"], i["name"], extern_from_json(i["type"]), i["type"]["kind"])
-                        for i in meta["imports"]]
-        self.import_kinds = [k for *_, k in self.imports]
+        self.imports = [(m, n, extern_from_record(t), t[0]) for m, n, t in imports] if imports else []
+        self.import_kinds = [i[3] for i in self.imports]
         self.nimported = self.import_kinds.count("func")
         self.ndefined = len(self.func_types) - self.nimported
+        if self.ndefined < 0:
+            raise ValueError("fewer functions than function imports")
         # canonical ids are fixed for the process: every instance shares this array
-        self.type_ids = ffi.new("uint32_t[]", [type_id(t) for t in self.types]) if self.types else ffi.NULL
-        self.defined_type_index = ffi.NULL
-        if self.ndefined:
-            self.defined_type_index = ffi.new("uint32_t[]", self.ndefined)
-            ffi.memmove(self.defined_type_index, self.func_types[self.nimported:], 4 * self.ndefined)
-        self.memories = [extern_from_json(m) for m in meta["memories"]]
-        self.tables = [extern_from_json(t) for t in meta["tables"]]
-        self.globals = [(extern_from_json(g["type"]), g["init"]) for g in meta["globals"]]
-        self.data_sizes = [d["size"] for d in meta["datas"]]
-        self.elems = [(ValType[e["type"]], e) for e in meta["elems"]]
+        self.type_ids = ffi.new("uint32_t[]", list(map(type_id, self.types))) if types else ffi.NULL
+        self.defined_type_index = (ffi.from_buffer("uint32_t[]", self.func_types[self.nimported:])
+                                   if self.ndefined else ffi.NULL)
+        self.memories = list(map(extern_from_record, memories))
+        self.tables = list(map(extern_from_record, tables))
+        self.globals = [(extern_from_record(t), init) for t, init in globals_] if globals_ else []
+        # (mode, memory, size, offset) per data segment
+        self.datas: tuple = datas
+        self.data_sizes = [d[2] for d in datas] if datas else []
+        # (mode, element type, table, offset, init) per element segment
+        self.elems = [(mode, _VALTYPES[code], table, offset, init)
+                      for mode, code, table, offset, init in elems] if elems else []
         # per element segment, the function index of each item when all are ref.func / ref.null
         # (-1): what nearly every module has, evaluated with one C array instead of a call per item
-        self.elem_funcs = [_func_indices(e["init"]) for e in meta["elems"]]
-        self.exports = {e["name"]: (e["kind"], e["index"]) for e in meta["exports"]}
+        self.elem_funcs = [_func_indices(e[4]) for e in self.elems]
+        self.exports: dict[str, tuple[str, int]] = exports  # name -> (kind, index), in module order
+        if not isinstance(exports, dict):
+            raise ValueError("exports are not a mapping")
+        self.start: int | None = start
         # whether its loads and stores check bounds (else they rely on guard pages: see _check_import)
-        self.bounds_checks = bool(meta.get("options", {}).get("bounds_checks"))
+        self.bounds_checks = bool(bounds_checks)
+        self._description: dict | None = None
+
+    def description(self, read: Callable[[], bytes]) -> dict[str, Any]:
+        """The whole metadata (the section's JSON), parsed on first use; read() gives its bytes."""
+        if self._description is None:
+            with _description_lock:
+                if self._description is None:
+                    meta = json.loads(read())
+                    # decoded once: the loader's metadata holds uint32s (Module.metadata a list)
+                    meta["func_types"] = decode_indices(meta["func_types"])
+                    self._description = meta
+        return self._description
 
 
-def _func_indices(init: list) -> list[int] | None:
+def _func_indices(init: tuple) -> list[int] | None:
     out = []
     for expr in init:
         if len(expr) != 1 or expr[0][0] not in ("ref.func", "ref.null"):
             return None
         out.append(expr[0][1] if expr[0][0] == "ref.func" else -1)
     return out
-
-
-_plans: dict[int, Plan] = {}  # by id of the shared metadata dict (which the Plan keeps alive)
-
-
-def plan_of(meta: dict) -> Plan:
-    plan = _plans.get(id(meta))
-    if plan is None:
-        plan = _plans[id(meta)] = Plan(meta)
-    return plan
