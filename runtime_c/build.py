@@ -28,7 +28,7 @@ typedef struct {
     char err[256];
     uint64_t file_len;
     uint64_t checksum;
-    uint8_t tail[128];
+    const char *view;
     void *base;
     size_t span;
 } wa_image_status;
@@ -38,7 +38,6 @@ int wa_cpu_lacks(const char *features, char *out, size_t cap);
 uint64_t wa_checksum(const void *data, size_t n, uint64_t seed);
 wa_image *wa_image_open(const char *path, const void *mem, uint64_t mem_len, uint64_t unchecked, uint64_t seed,
                         int map_file, wa_image_status *st);
-int wa_image_read(const wa_image *im, uint64_t off, uint64_t n, void *dst);
 void *wa_image_link(wa_image *im, const char *name, wa_image_status *st);
 void wa_image_free(wa_image *im);
 void wa_unmap_image(void *base, size_t span);

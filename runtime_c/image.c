@@ -39,13 +39,12 @@
 
 /* What wa_image_open and wa_image_link report, in one block the caller allocates once: an error,
  * or what the loader checks next (so that a load costs one foreign call per step, not one per field). */
-#define WA_TAIL 128
 typedef struct {
     int err_no;            /* open: an errno value when the file cannot be read */
     char err[256];         /* why the image was refused */
-    uint64_t file_len;     /* open: the file's length, its checksum and its last bytes (the trailer) */
-    uint64_t checksum;
-    uint8_t tail[WA_TAIL]; /* the last min(file_len, WA_TAIL) bytes, at the end of this array */
+    uint64_t file_len;     /* open: the file's length, its checksum and its bytes as read (valid */
+    uint64_t checksum;     /* until wa_image_free: the loader reads the trailer and metadata there) */
+    const char *view;
     void *base;            /* link: where the image is mapped */
     size_t span;
 } wa_image_status;
@@ -64,13 +63,6 @@ struct wa_image {
 };
 
 static int in_file(uint64_t off, uint64_t n, uint64_t len) { return off <= len && n <= len - off; }
-
-/* The file's bytes [off, off + n) as read; 0 when they lie outside the file. */
-int wa_image_read(const wa_image *im, uint64_t off, uint64_t n, void *dst) {
-    if (!in_file(off, n, im->file_len)) return 0;
-    memcpy(dst, im->view + off, n);
-    return 1;
-}
 
 
 void wa_image_free(wa_image *im) {
@@ -197,8 +189,7 @@ wa_image *wa_image_open(const char *path, const void *mem, uint64_t mem_len, uin
     fd = -1;
     st->checksum = wa_checksum(view, len - unchecked, seed);  /* of file bytes [0, len - unchecked) as read */
     st->file_len = len;
-    uint64_t ntail = len < WA_TAIL ? len : WA_TAIL;
-    memcpy(st->tail + WA_TAIL - ntail, view + len - ntail, ntail);
+    st->view = (const char *)view;
     return im;
 fail:
     if (fd >= 0) close(fd);

@@ -87,10 +87,12 @@ class Verified:
     """An artifact that passed every check: its copy (not linked yet, or linked once by
     map_artifact), its plan (shared by equal contents) and identity."""
 
-    __slots__ = ("image", "size", "plan", "digest", "signed", "_description_at", "__weakref__")
+    __slots__ = ("image", "view", "size", "plan", "digest", "signed", "_description_at", "__weakref__")
 
-    def __init__(self, image: Any, size: int, plan: Plan, digest: str, signed: bool, t: trailer.Trailer) -> None:
+    def __init__(self, image: Any, view: Any, size: int, plan: Plan, digest: str, signed: bool,
+                 t: trailer.Trailer) -> None:
         self.image = image  # wa_image * (freed with this object)
+        self.view = view  # const char *: the file's bytes as read, owned by the image
         self.size = size  # of the file
         self.plan = plan
         self.digest = digest  # the file's checksum (hex)
@@ -116,14 +118,7 @@ class Verified:
             n = self.size - off
         if off < 0 or n < 0 or off + n > self.size:
             raise ValueError(f"bytes {off}..{off + n} are outside the artifact")
-        return _read(self.image, off, n)
-
-
-def _read(img: Any, off: int, n: int) -> bytes:
-    """Bytes [off, off + n) of a copied image's file, which the caller knows to lie inside it."""
-    buf = ffi.new("char[]", max(n, 1))
-    lib.wa_image_read(img, off, n, buf)
-    return ffi.buffer(buf, n)[:]
+        return ffi.unpack(self.view + off, n)
 
 
 def _open(path: str | None, data: bytes | None, where: str, map_file: bool) -> tuple[Any, Any]:
@@ -190,17 +185,20 @@ def verify(data: bytes, where: str, key: bytes | None = None, path: str | None =
             data = _read_file(path)
         raise _refuse(data, where, key, ffi.string(st.err).decode(errors="replace"))
 
-    def read(off: int, n: int) -> bytes:
-        return _read(img, off, n)
+    view = st.view
+
+    def read(off: int, n: int) -> bytes:  # (callers stay inside the file)
+        return ffi.unpack(view + off, n)
 
     size = st.file_len
-    raw = ffi.buffer(st.tail)[-trailer.TRAILER_SIZE:] if size >= trailer.TRAILER_SIZE else b""
+    raw = read(size - trailer.TRAILER_SIZE, trailer.TRAILER_SIZE) if size >= trailer.TRAILER_SIZE else b""
     t, signed = _check_trailer(raw, size, st.checksum, read, where, key)
     digest = f"{t.checksum:016x}"
     plan = _checked.get((digest, size, signed))
     if plan is None:
-        plan = _checked[(digest, size, signed)] = _check(read(0, 64), read, t, where)
-    return Verified(img, size, plan, digest, signed, t)
+        # (head None: the C loader laid the image out, so its ELF header is this machine's)
+        plan = _checked[(digest, size, signed)] = _check(None, read, t, where)
+    return Verified(img, view, size, plan, digest, signed, t)
 
 
 def _read_file(path: str) -> bytes:
@@ -216,9 +214,10 @@ def _read_file(path: str) -> bytes:
 _checked: dict[tuple, Plan] = {}
 
 
-def _check(head: bytes, read: Any, t: trailer.Trailer, where: str) -> Plan:
-    """The plan of an intact artifact's load record, once the record says it runs here."""
-    if head[:4] != b"\x7fELF":
+def _check(head: bytes | None, read: Any, t: trailer.Trailer, where: str) -> Plan:
+    """The plan of an intact artifact's load record, once the record and the ELF header `head` (None:
+    known to be this machine's) say it runs here."""
+    if head is not None and head[:4] != b"\x7fELF":
         raise ArtifactError(f"{where}: {NOT_ELF}")
     if not (0 < t.meta_off and t.meta_len <= t.body_len and t.meta_off <= t.body_len - t.meta_len
             and 0 < t.record_len <= t.meta_len):
@@ -237,15 +236,27 @@ def _check(head: bytes, read: Any, t: trailer.Trailer, where: str) -> Plan:
 _HOST = machine_triple_arch()
 
 
-def _check_target(rec: tuple, head: bytes, where: str) -> None:
+# Targets (record's versions and target, ELF header's class and machine) that passed: the verdict
+# depends on this machine alone.
+_targets_ok: set[tuple] = set()
+
+
+def _check_target(rec: tuple, head: bytes | None, where: str) -> None:
     """The versions, architecture and CPU features a load record asks for, against this machine's."""
+    target = rec[:4] if head is None else (rec[:4], head[4:6], head[0x12:0x14])
+    try:
+        if target in _targets_ok:
+            return
+    except TypeError:  # unhashable: a malformed record, which the checks below refuse
+        pass
     compiler, abi_version, triple, features = rec[:4]
     if compiler != __version__:
         raise ArtifactError(f"{where}: " + COMPILER.format(got=compiler, want=__version__))
     if abi_version != abi.ABI_VERSION:
         raise ArtifactError(f"{where}: " + ABI.format(got=abi_version, want=abi.ABI_VERSION))
     arch = (triple.split("-", 1)[0] if isinstance(triple, str) else "") or "an unknown architecture"
-    elf_arch = _ELF_MACHINES.get(struct.unpack_from("<H" if head[5] == 1 else ">H", head, 0x12)[0], "?")
+    elf_arch = (_HOST if head is None else
+                _ELF_MACHINES.get(struct.unpack_from("<H" if head[5] == 1 else ">H", head, 0x12)[0], "?"))
     if arch != _HOST or elf_arch != _HOST:
         raise ArtifactError(f"{where}: " + ARCH.format(got=arch if arch != _HOST else elf_arch, want=_HOST))
     if not isinstance(features, str) or "\0" in features:  # (the C check reads up to a NUL)
@@ -253,6 +264,7 @@ def _check_target(rec: tuple, head: bytes, where: str) -> None:
     missing = missing_features(features, _HOST) if features else None
     if missing:
         raise ArtifactError(f"{where}: " + CPU.format(missing=", ".join("+" + m for m in missing)))
+    _targets_ok.add(target)
 
 
 def read_metadata(data: bytes, where: str, key: bytes | None = None) -> dict:
@@ -282,7 +294,7 @@ class Mapped:
         self.funcs: Any = ffi.new("uintptr_t[]", plan.ndefined)
         if plan.ndefined:
             ffi.memmove(self.funcs, desc.funcs, plan.ndefined * ffi.sizeof("uintptr_t"))
-        self.tramps: list[Any] = ffi.unpack(desc.tramps, len(plan.types)) if plan.types else []  # per type index
+        self.tramps: list[Any] = ffi.unpack(desc.tramps, plan.ntypes) if plan.ntypes else []  # per type index
         self.shims: list[Any] = ffi.unpack(desc.shims, plan.nimported) if plan.nimported else []  # per imported func
         self._datas: list[Any] | None = None
         self.sigs: dict[int, Any] = {}  # type index -> externs.WasmSignature, made on first use

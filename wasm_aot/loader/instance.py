@@ -129,7 +129,6 @@ class Instance:
             raise TypeError(f"imports must map module names to namespaces, not be a {type(imports).__name__}")
         resolved = resolve_imports(plan, imports) if plan.imports else []
         self._imports = resolved  # keeps what we link to alive
-        self._types = plan.types
         nfuncs = len(plan.func_types)
         ctx = self._ctx = ffi.new("wa_ctx *")
         ctx.stack_limit_tls = STACK_LIMIT_TLS
@@ -288,7 +287,7 @@ class Instance:
                 ti = self._plan.func_types[index]
                 sig = self._m.sigs.get(ti)
                 if sig is None:  # per artifact and type, not per Function
-                    sig = self._m.sigs[ti] = WasmSignature(self._types[ti], self._m.tramps[ti])
+                    sig = self._m.sigs[ti] = WasmSignature(self._plan.types[ti], self._m.tramps[ti])
                 f = Function._wasm(self, index, self._funcs + index, self._funcs_at + V.FUNCREF_SIZE * index, sig)
             self._func_objects[index] = weakref.ref(f)
         return f

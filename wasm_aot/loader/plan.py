@@ -11,15 +11,33 @@ import threading
 from typing import Any, Callable
 
 from ..metadata import _VALTYPES, decode_indices, extern_from_record, indices_from_bytes
-from ..types import FuncType, ValType
+from ..types import FuncType
 from .runtime import ffi
 
-_type_ids: dict[FuncType, int] = {}
+# Process-wide canonical ids of function types, which call_indirect compares: by the load record's
+# tuple of a function type, ("func", params, results) (hashed in C, and no FuncType needs making).
+_type_ids: dict[tuple, int] = {}
+
+
+def _record_type_id(t: tuple) -> int:
+    i = _type_ids.get(t)
+    if i is None:
+        if not isinstance(extern_from_record(t), FuncType):  # (a malformed record)
+            raise ValueError("not a function type")
+        i = _type_ids[t] = len(_type_ids) + 1
+    return i
+
+
+_functype_ids: dict[FuncType, int] = {}
 
 
 def type_id(t: FuncType) -> int:
-    """Process-wide canonical id of a function type: call_indirect compares these."""
-    return _type_ids.setdefault(t, len(_type_ids) + 1)
+    """The canonical id of a function type."""
+    i = _functype_ids.get(t)
+    if i is None:
+        i = _functype_ids[t] = _record_type_id(("func", bytes(x.value for x in t.params),
+                                                bytes(x.value for x in t.results)))
+    return i
 
 
 _description_lock = threading.Lock()
@@ -29,29 +47,34 @@ class Plan:
     """An artifact's instantiation plan: its types, imports, counts, segments and shared arrays.
     (Made on every first sight of a content: each step here counts, hence map() and the guards.)"""
 
-    __slots__ = ("types", "imports", "import_kinds", "nimported", "ndefined", "type_ids", "defined_type_index",
+    __slots__ = ("imports", "import_kinds", "nimported", "ndefined", "type_ids", "defined_type_index",
                  "memories", "tables", "globals", "datas", "data_sizes", "elems", "elem_funcs", "exports",
-                 "func_types", "start", "bounds_checks", "_func_types_raw", "_description")
+                 "func_types", "start", "bounds_checks", "ntypes", "_type_records", "_types", "_func_types_raw",
+                 "_description")
 
     def __init__(self, rec: tuple) -> None:
         (_, _, _, _, types, imports, func_types, tables, memories, globals_, exports, start, elems, datas,
          bounds_checks) = rec
-        self.types = list(map(extern_from_record, types))
-        self._func_types_raw = func_types  # (the array below points into it)
+        self._type_records: tuple = types
+        self._types: list[FuncType] | None = None
+        self.ntypes = len(types)
         self.func_types: Any = indices_from_bytes(func_types)  # per function, its type index
-        if func_types and max(self.func_types) >= len(self.types):
+        if func_types and max(self.func_types) >= self.ntypes:
             raise ValueError("a function type index out of range")
-        # (module, name, wanted type, kind) per import
-        self.imports = [(m, n, extern_from_record(t), t[0]) for m, n, t in imports] if imports else []
-        self.import_kinds = [i[3] for i in self.imports]
-        self.nimported = self.import_kinds.count("func")
+        if imports:  # (module, name, wanted type, kind) per import
+            self.imports = [(m, n, extern_from_record(t), t[0]) for m, n, t in imports]
+            self.import_kinds = [i[3] for i in self.imports]
+            self.nimported = self.import_kinds.count("func")
+        else:
+            self.imports, self.import_kinds, self.nimported = [], [], 0
         self.ndefined = len(self.func_types) - self.nimported
         if self.ndefined < 0:
             raise ValueError("fewer functions than function imports")
         # canonical ids are fixed for the process: every instance shares this array
-        self.type_ids = ffi.new("uint32_t[]", list(map(type_id, self.types))) if types else ffi.NULL
-        self.defined_type_index = (ffi.from_buffer("uint32_t[]", self.func_types[self.nimported:])
-                                   if self.ndefined else ffi.NULL)
+        self.type_ids = ffi.new("uint32_t[]", list(map(_record_type_id, types))) if types else ffi.NULL
+        # the type index of each defined function: points into the record's bytes, kept here
+        self._func_types_raw = ffi.from_buffer("uint32_t[]", self.func_types) if self.ndefined else ffi.NULL
+        self.defined_type_index = self._func_types_raw + self.nimported if self.ndefined else ffi.NULL
         self.memories = list(map(extern_from_record, memories))
         self.tables = list(map(extern_from_record, tables))
         self.globals = [(extern_from_record(t), init) for t, init in globals_] if globals_ else []
@@ -71,6 +94,14 @@ class Plan:
         # whether its loads and stores check bounds (else they rely on guard pages: see _check_import)
         self.bounds_checks = bool(bounds_checks)
         self._description: dict | None = None
+
+    @property
+    def types(self) -> list[FuncType]:
+        """The module's function types, by type index (made on first use: instantiating needs only
+        their ids)."""
+        if self._types is None:
+            self._types = list(map(extern_from_record, self._type_records))
+        return self._types
 
     def description(self, read: Callable[[], bytes]) -> dict[str, Any]:
         """The whole metadata (the section's JSON), parsed on first use; read() gives its bytes."""
