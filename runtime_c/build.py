@@ -46,6 +46,7 @@ uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
                    uintptr_t *frames, uint32_t *nframes);
 intptr_t wa_stack_limit_tls_offset(void);
 int wa_thread_stack(uintptr_t *low, uintptr_t *high, int exact);
+uint32_t wa_max_u32(const uint32_t *a, size_t n);
 void wa_fill_funcrefs(wa_funcref *dst, void *const *code, const uint32_t *type_index,
                       const uint32_t *type_ids, void *ctx, uint32_t n);
 void *wa_host_call_ptr(void);

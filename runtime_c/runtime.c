@@ -400,6 +400,14 @@ uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
 
 /* Fills the funcrefs of an instance's defined functions: one call instead of three cffi writes per
  * function (large modules have thousands). */
+/* The largest of a[0..n) (0 when n is 0): the loader's check of an artifact's type indices, which
+ * in Python would make an int of each. */
+uint32_t wa_max_u32(const uint32_t *a, size_t n) {
+    uint32_t m = 0;
+    for (size_t i = 0; i < n; i++) m = a[i] > m ? a[i] : m;
+    return m;
+}
+
 void wa_fill_funcrefs(wa_funcref *dst, void *const *code, const uint32_t *type_index,
                       const uint32_t *type_ids, void *ctx, uint32_t n) {
     for (uint32_t i = 0; i < n; i++) {

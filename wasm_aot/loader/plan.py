@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from ..metadata import _VALTYPES, decode_indices, extern_from_record, indices_from_bytes
 from ..types import FuncType
-from .runtime import ffi
+from .runtime import ffi, lib
 
 # Process-wide canonical ids of function types, which call_indirect compares: by the load record's
 # tuple of a function type, ("func", params, results) (hashed in C, and no FuncType needs making).
@@ -59,7 +59,9 @@ class Plan:
         self._types: list[FuncType] | None = None
         self.ntypes = len(types)
         self.func_types: Any = indices_from_bytes(func_types)  # per function, its type index
-        if func_types and max(self.func_types) >= self.ntypes:
+        # (the array below points into the record's bytes, kept here)
+        self._func_types_raw = ffi.from_buffer("uint32_t[]", self.func_types) if func_types else ffi.NULL
+        if func_types and lib.wa_max_u32(self._func_types_raw, len(self.func_types)) >= self.ntypes:
             raise ValueError("a function type index out of range")
         if imports:  # (module, name, wanted type, kind) per import
             self.imports = [(m, n, extern_from_record(t), t[0]) for m, n, t in imports]
@@ -72,8 +74,7 @@ class Plan:
             raise ValueError("fewer functions than function imports")
         # canonical ids are fixed for the process: every instance shares this array
         self.type_ids = ffi.new("uint32_t[]", list(map(_record_type_id, types))) if types else ffi.NULL
-        # the type index of each defined function: points into the record's bytes, kept here
-        self._func_types_raw = ffi.from_buffer("uint32_t[]", self.func_types) if self.ndefined else ffi.NULL
+        # the type index of each defined function
         self.defined_type_index = self._func_types_raw + self.nimported if self.ndefined else ffi.NULL
         self.memories = list(map(extern_from_record, memories))
         self.tables = list(map(extern_from_record, tables))
