@@ -13,7 +13,9 @@ For a small module (one function) and a large one (thousands of functions, from 
     `import wasm_aot`, whose own time is reported beside wasmtime's);
   * wasmtime: Module.deserialize(engine, bytes) and Module.deserialize_file(engine, path), each with
     Store + Instance creation.
-Median of many runs. Prints a table and writes it to bench/results/load_time.txt.
+Each figure is the median of --rounds interleaved rounds (ours and wasmtime's alternate, so a burst of
+noise on a shared machine hits both alike), each round the median of --runs runs; fresh processes
+alternate too. Prints a table and writes it to bench/results/load_time.txt.
 
     python bench/load_time.py [--runs N] [--large-funcs N]
 """
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -127,10 +130,6 @@ def _fresh(script: str, path: str, runs: int, call: bool) -> tuple[float, float]
     return statistics.median(float(o[0]) for o in out) * 1e6, statistics.median(float(o[1]) for o in out) * 1e6
 
 
-def ours_fresh_process(path: str, runs: int, call: bool = False) -> tuple[float, float]:
-    return _fresh(FRESH, path, runs, call)
-
-
 WT_FRESH = """
 import sys, time
 import wasmtime
@@ -143,15 +142,13 @@ if len(sys.argv) > 2:
     assert inst.exports(store)["add"](store, 1, 2) == 3
 print(t1 - t0, time.perf_counter() - t0)
 """
+# (wasmtime's fresh process: the first deserialize_file + Instance in a new interpreter, after
+# `import wasmtime` and Engine(), as ours is timed after `import wasm_aot`)
 
 
-def wasmtime_fresh_process(path: str, runs: int, call: bool = False) -> tuple[float, float]:
-    """As ours_fresh_process: the first deserialize_file + Instance in a new interpreter (after
-    `import wasmtime` and Engine(), as ours is timed after `import wasm_aot`)."""
-    return _fresh(WT_FRESH, path, runs, call)
-
-
-def wasmtime_times(wasm: bytes, runs: int, tmp: str, fresh_runs: int, call: bool) -> tuple[float, float, tuple]:
+def wasmtime_measures(wasm: bytes, runs: int, tmp: str) -> tuple[dict[str, Any], str]:
+    """wasmtime's in-process measurements (as functions of nothing, each a median in us) and the path
+    of its serialized module."""
     import wasmtime
     engine = wasmtime.Engine()
     blob = wasmtime.Module(engine, wasm).serialize()
@@ -166,7 +163,28 @@ def wasmtime_times(wasm: bytes, runs: int, tmp: str, fresh_runs: int, call: bool
         wasmtime.Instance(wasmtime.Store(engine), wasmtime.Module.deserialize_file(engine, path), [])
     from_bytes()
     from_file()
-    return _median_us(from_bytes, runs), _median_us(from_file, runs), wasmtime_fresh_process(path, fresh_runs, call)
+    return {"wt bytes": lambda: _median_us(from_bytes, runs), "wt file": lambda: _median_us(from_file, runs)}, path
+
+
+def interleaved(measures: dict[str, Any], rounds: int) -> dict[str, float]:
+    """Each measurement taken `rounds` times, the rounds interleaved (so that a burst of noise on this
+    machine hits every column alike), and the median of its rounds."""
+    got: dict[str, list[float]] = {k: [] for k in measures}
+    for _ in range(rounds):
+        for k, f in measures.items():
+            got[k].append(f())
+    return {k: statistics.median(v) for k, v in got.items()}
+
+
+def fresh_pairs(ours_path: str, wt_path: str, runs: int, call: bool) -> tuple[tuple, tuple]:
+    """Fresh-process medians (ours, wasmtime), each (load + instantiate, with the first call), one
+    process of each in turn."""
+    mine, theirs = [], []
+    for _ in range(runs):
+        mine.append(_fresh(FRESH, ours_path, 1, call))
+        theirs.append(_fresh(WT_FRESH, wt_path, 1, call))
+    return (tuple(statistics.median(x[i] for x in mine) for i in range(2)),
+            tuple(statistics.median(x[i] for x in theirs) for i in range(2)))
 
 
 def main() -> int:
@@ -174,6 +192,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=200, help="runs per measurement (default 200)")
     ap.add_argument("--large-funcs", type=int, default=2000, help="functions in the large module (default 2000)")
     ap.add_argument("--fresh-runs", type=int, default=7, help="fresh-process runs (default 7)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of each in-process measurement "
+                    "(default 5; each round is --runs runs)")
     a = ap.parse_args()
     os.environ.pop("WASM_AOT_SIGNING_KEY", None)
     rows = []
@@ -183,10 +203,12 @@ def main() -> int:
                                  (f"large ({a.large_funcs} funcs)", large_wasm(a.large_funcs), max(a.runs // 4, 10))):
             mod = wa.compile(wasm)  # through the cache: a hit after the first run of this script
             size = os.path.getsize(mod.path)
-            first, cold, warm = ours_first(mod.path, runs), ours_cold(mod.path, runs), ours_warm(mod.path, runs)
+            wt, wt_path = wasmtime_measures(wasm, runs, tmp)
+            m = interleaved({"first": lambda: ours_first(mod.path, runs), "cold": lambda: ours_cold(mod.path, runs),
+                             "warm": lambda: ours_warm(mod.path, runs), **wt}, a.rounds)
+            first, cold, warm, wt_bytes, wt_file = m["first"], m["cold"], m["warm"], m["wt bytes"], m["wt file"]
             call = name == "small"
-            fresh, fresh_call = ours_fresh_process(mod.path, a.fresh_runs, call)
-            wt_bytes, wt_file, (wt_fresh, wt_fresh_call) = wasmtime_times(wasm, runs, tmp, a.fresh_runs, call)
+            (fresh, fresh_call), (wt_fresh, wt_fresh_call) = fresh_pairs(mod.path, wt_path, a.fresh_runs, call)
             if call:
                 first_results.append((name, fresh_call, wt_fresh_call))
             rows.append((name, len(wasm), size, first, cold, warm, fresh, wt_bytes, wt_file, wt_fresh))
