@@ -47,8 +47,11 @@ uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
 intptr_t wa_stack_limit_tls_offset(void);
 int wa_thread_stack(uintptr_t *low, uintptr_t *high, int exact);
 uint32_t wa_max_u32(const uint32_t *a, size_t n);
-void wa_fill_funcrefs(wa_funcref *dst, void *const *code, const uint32_t *type_index,
-                      const uint32_t *type_ids, void *ctx, uint32_t n);
+int wa_fill_funcrefs(wa_funcref *funcs, uint32_t nfuncs, uint32_t nimported, void *const *code,
+                     const uint32_t *type_index, const uint32_t *type_ids, void *ctx, const uint32_t *refs,
+                     uint32_t nrefs);
+void *wa_calloc(size_t n);
+void wa_free(void *p);
 void *wa_host_call_ptr(void);
 void *wa_host_call_fast_ptr(void);
 void *wa_host_dispatch_cell(void);

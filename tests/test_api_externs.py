@@ -357,3 +357,43 @@ def test_signatures_beyond_the_implementation_limits_are_refused():
     with pytest.raises(wa.CompileError, match="the limit is 1000"):
         wa.compile(wat(f'(module (import "e" "f" (func (result {results}))))'), cache=False)
     wa.compile(wat(f'(module (import "e" "f" (func (result {" ".join(["i32"] * 20)}))))'), cache=False)
+
+
+def test_only_functions_that_can_become_funcrefs_get_one():
+    """An instance makes the funcref (its funcs entry) of C.refs and the start function alone: a large
+    module's other functions, reached only by direct calls, cost nothing at instantiation. Every way a
+    function becomes a reference still works."""
+    n = 3000
+    body = "\n".join(f"(func $f{i} (result i32) i32.const {i})" for i in range(n))
+    inst = wa.compile(wat(f"""(module {body}
+      (table 2 funcref) (elem (i32.const 0) $f7 $f8)
+      (elem declare func $f9)
+      (global $g funcref (ref.func $f10))
+      (global $hits (mut i32) (i32.const 0))
+      (func $start global.get $hits i32.const 1 i32.add global.set $hits)
+      (start $start)
+      (func (export "direct") (result i32) call $f2999)
+      (func (export "indirect") (param i32) (result i32) local.get 0 call_indirect (result i32))
+      (func (export "declared") (result funcref) ref.func $f9)
+      (func (export "from_global") (result funcref) global.get $g)
+      (func (export "hits") (result i32) global.get $hits)
+      (export "f11" (func $f11)))"""), opt_level=0).instantiate()
+    assert inst.exports.direct() == 2999
+    assert inst.exports.indirect(0) == 7 and inst.exports.indirect(1) == 8
+    assert inst.exports.declared()() == 9 and inst.exports.from_global()() == 10
+    assert inst.exports.f11() == 11 and inst.exports.hits() == 1  # the start function ran
+    from wasm_aot.loader.runtime import ffi
+    made = {i for i in range(n + 6) if inst._funcs[i].code != ffi.NULL}
+    assert made == {7, 8, 9, 10, 11, n, n + 1, n + 2, n + 3, n + 4, n + 5}
+
+
+@pytest.mark.parametrize("n", [1, 1000, 20000, 100000])
+def test_the_funcs_array_allocator_gives_zeroed_memory(n):
+    """Small arrays come from calloc, very large ones from their own mapping (see wa_calloc)."""
+    from wasm_aot.loader.instance import _zeroed
+    from wasm_aot.loader.runtime import ffi
+    for _ in range(3):  # (again: freed memory comes back zeroed)
+        a = _zeroed("wa_funcref[]", n)
+        assert all(a[i].code == ffi.NULL and a[i].type_id == 0 for i in (0, n // 2, n - 1))
+        a[n - 1].type_id = 7
+        del a

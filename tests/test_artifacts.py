@@ -312,6 +312,7 @@ def _record_with(**fields):
     ({"record": _record_with(func_types=b"\0\0\0")}, art.BAD_METADATA),  # not uint32s
     ({"record": _record_with(func_types=b"\7\0\0\0" * 3)}, art.BAD_METADATA),  # no type 7
     ({"record": _record_with(func_types=[0, 1, 2])}, art.BAD_METADATA),
+    ({"record": _record_with(refs=b"\3\0\0\0")}, art.BAD_METADATA),  # no function 3
     ({"record": _record_with(types=(("nofunc", b"", b""),))}, art.BAD_METADATA),
     ({"record": _record_with(exports=[("add", "func", 0)])}, art.BAD_METADATA),
     ({"record": lambda meta: marshal.dumps(("only", "some", "fields"))}, art.BAD_METADATA),

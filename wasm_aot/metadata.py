@@ -114,6 +114,8 @@ def _export_type(mod: Module, kind: Any, index: int) -> Any:
 
 def build(mod: Module, extra: dict) -> dict:
     """The metadata of a validated module; `extra` adds versions, options and hashes."""
+    from .validate import declared_refs
+
     meta = {
         "format": FORMAT_VERSION,
         "types": [extern_to_json(t) for t in mod.types],
@@ -131,6 +133,9 @@ def build(mod: Module, extra: dict) -> dict:
                    "init": [expr_to_json(x) for x in e.init]} for e in mod.elems],
         "datas": [{"mode": d.mode.name.lower(), "memory": d.memory, "size": len(d.data),
                    "offset": expr_to_json(d.offset) if d.offset is not None else None} for d in mod.datas],
+        # the functions that can become funcrefs (C.refs and the start function): the loader makes
+        # the funcref of these alone
+        "refs": encode_indices(sorted(declared_refs(mod) | ({mod.start} if mod.start is not None else set()))),
         "func_names": {str(k): v for k, v in mod.func_names.items()},
         "module_name": mod.module_name,
     }
@@ -168,7 +173,7 @@ def _expr_record(e: list | None) -> tuple | None:
 
 # The record is a tuple of these fields, in this order (a tuple: marshal reads it faster than a dict).
 RECORD_FIELDS = ("compiler", "abi", "triple", "cpu_features", "types", "imports", "func_types", "tables",
-                 "memories", "globals", "exports", "start", "elems", "datas", "bounds_checks")
+                 "memories", "globals", "exports", "start", "elems", "datas", "bounds_checks", "refs")
 
 
 def record(meta: dict) -> bytes:
@@ -189,6 +194,7 @@ def record(meta: dict) -> bytes:
                         tuple(_expr_record(x) for x in e["init"])) for e in meta["elems"]),
         "datas": tuple((d["mode"], d["memory"], d["size"], _expr_record(d["offset"])) for d in meta["datas"]),
         "bounds_checks": bool(meta.get("options", {}).get("bounds_checks")),
+        "refs": bytes.fromhex(meta["refs"]),  # little-endian uint32s
     }
     return marshal.dumps(tuple(rec[f] for f in RECORD_FIELDS), _MARSHAL_VERSION)
 

@@ -66,21 +66,7 @@ class _Context:
         self.num_imported_globals = sum(1 for i in m.imports if i.kind is ir.ExternKind.GLOBAL)
         self.elem_types = [e.type for e in m.elems]
         self.num_datas = len(m.datas)
-        self.refs = self._declared_refs(m)
-
-    @staticmethod
-    def _declared_refs(m: ir.Module) -> set[int]:
-        """C.refs: functions referenced outside function bodies (elems, globals, exports, data)."""
-        refs = {e.index for e in m.exports if e.kind is ir.ExternKind.FUNC}
-        exprs: list[ir.Expr] = [g.init for g in m.globals]
-        for e in m.elems:
-            exprs.extend(e.init)
-            if e.offset is not None:
-                exprs.append(e.offset)
-        exprs.extend(d.offset for d in m.datas if d.offset is not None)
-        for expr in exprs:
-            refs.update(imm for op, imm, _ in expr if op == REF_FUNC)
-        return refs
+        self.refs = declared_refs(m)
 
     # --- index lookups with the testsuite's messages ---
     def type_(self, idx: int, pos: int | None) -> FuncType:
@@ -517,3 +503,18 @@ class _FuncValidator:
             c.elem(imm, pos)  # type: ignore[arg-type]
         else:
             raise _err(pos, f"unknown instruction {op:#x}")
+
+
+def declared_refs(m: ir.Module) -> set[int]:
+    """C.refs: functions referenced outside function bodies (elems, globals, exports, data), the only
+    ones a ref.func may name: with the start function, all that can ever become a funcref."""
+    refs = {e.index for e in m.exports if e.kind is ir.ExternKind.FUNC}
+    exprs: list[ir.Expr] = [g.init for g in m.globals]
+    for e in m.elems:
+        exprs.extend(e.init)
+        if e.offset is not None:
+            exprs.append(e.offset)
+    exprs.extend(d.offset for d in m.datas if d.offset is not None)
+    for expr in exprs:
+        refs.update(imm for op, imm, _ in expr if op == REF_FUNC)
+    return refs

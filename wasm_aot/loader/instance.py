@@ -4,13 +4,19 @@ from __future__ import annotations
 import weakref
 from typing import Any, Iterator, Mapping
 
-from ..errors import ExportNotFound, ExportWrongType, LinkError, SignatureError, Trap, TrapCode
+from ..errors import ArtifactError, ExportNotFound, ExportWrongType, LinkError, SignatureError, Trap, TrapCode
 from ..types import FuncType, GlobalType, MemoryType, TableType, ValType, Value
 from . import values as V
-from .artifact import Mapped
+from .artifact import BAD_METADATA, Mapped
 from .externs import Extern, Function, Global, ImportObject, Memory, Table, WasmSignature
 from .plan import Plan, type_id
 from .runtime import RT_PTR, STACK_LIMIT_TLS, ffi, lib
+
+
+# An instance's funcs array: zeroed by calloc, which leaves fresh pages untouched (see wa_calloc);
+# only the entries of functions that can become funcrefs are ever written or read.
+_zeroed = ffi.new_allocator(alloc=ffi.addressof(lib, "wa_calloc"), free=ffi.addressof(lib, "wa_free"),
+                            should_clear_after_alloc=False)
 
 
 def _limits_match(have_min: int, have_max: int | None, want: Any) -> bool:
@@ -141,7 +147,7 @@ class Instance:
                 imported[kind].append(ext)
 
         # functions: imports first (host functions through this module's shims)
-        self._funcs = ctx.funcs = ffi.new("wa_funcref[]", nfuncs) if nfuncs else ffi.NULL
+        self._funcs = ctx.funcs = _zeroed("wa_funcref[]", nfuncs) if nfuncs else ffi.NULL
         self._funcs_at = int(ffi.cast("uintptr_t", self._funcs))
         self._hostfuncs = []
         for i, f in enumerate(imported["func"]):
@@ -166,9 +172,10 @@ class Instance:
                     # alive (a cycle, with our import of it: freed together by the collector)
                     f._owner._held.add(self)
         nimp = plan.nimported
-        if plan.ndefined:
-            lib.wa_fill_funcrefs(self._funcs + nimp, mapped.desc.funcs, plan.defined_type_index,
-                                 plan.type_ids, ctx, plan.ndefined)
+        if plan.ndefined and lib.wa_fill_funcrefs(self._funcs, nfuncs, nimp, mapped.desc.funcs,
+                                                  plan.defined_type_index, plan.type_ids, ctx, plan.refs,
+                                                  plan.refs_count) != 0:
+            raise ArtifactError(f"{mapped.path}: {BAD_METADATA} (a function reference out of range)")
         # weakly: a Function holds its instance, so a strong cache would make every instance a cycle
         # (a dropped instance would then wait for the cyclic collector to free its memory)
         self._func_objects: "dict[int, weakref.ref[Function]]" = {}

@@ -49,12 +49,12 @@ class Plan:
 
     __slots__ = ("imports", "import_kinds", "nimported", "ndefined", "type_ids", "defined_type_index",
                  "memories", "tables", "globals", "datas", "data_sizes", "elems", "elem_funcs", "exports",
-                 "func_types", "start", "bounds_checks", "ntypes", "_type_records", "_types", "_func_types_raw",
+                 "func_types", "start", "bounds_checks", "ntypes", "refs", "refs_count", "_type_records", "_types", "_func_types_raw",
                  "_description")
 
     def __init__(self, rec: tuple) -> None:
         (_, _, _, _, types, imports, func_types, tables, memories, globals_, exports, start, elems, datas,
-         bounds_checks) = rec
+         bounds_checks, refs) = rec
         self._type_records: tuple = types
         self._types: list[FuncType] | None = None
         self.ntypes = len(types)
@@ -76,6 +76,11 @@ class Plan:
         self.type_ids = ffi.new("uint32_t[]", list(map(_record_type_id, types))) if types else ffi.NULL
         # the type index of each defined function
         self.defined_type_index = self._func_types_raw + self.nimported if self.ndefined else ffi.NULL
+        # the functions whose funcref an instance makes (the others can never be one)
+        self.refs_count = len(indices_from_bytes(refs))
+        self.refs = ffi.from_buffer("uint32_t[]", refs) if refs else ffi.NULL
+        if self.refs_count and lib.wa_max_u32(self.refs, self.refs_count) >= len(self.func_types):
+            raise ValueError("a function reference out of range")
         self.memories = list(map(extern_from_record, memories))
         self.tables = list(map(extern_from_record, tables))
         self.globals = [(extern_from_record(t), init) for t, init in globals_] if globals_ else []
