@@ -408,6 +408,35 @@ uint32_t wa_max_u32(const uint32_t *a, size_t n) {
     return m;
 }
 
+/* The addresses a module descriptor refers to, resolved from its relative offsets (see abi.py) into
+ * out: its defined functions, then trampolines, shims and data segments (counts from the metadata).
+ * The counts must be the descriptor's own, and every address must lie in the image [base, base + span):
+ * -1 otherwise. */
+static int resolve_rel(const int64_t *field, uint32_t n, uintptr_t lo, uintptr_t hi, uintptr_t *out) {
+    if (!n) return 0;
+    if (!*field) return -1;
+    uintptr_t arr = (uintptr_t)field + (uintptr_t)*field;
+    if (arr < lo || arr > hi || (hi - arr) / sizeof(int64_t) < n || arr % sizeof(int64_t)) return -1;
+    const int64_t *rel = (const int64_t *)arr;
+    for (uint32_t i = 0; i < n; i++) {
+        uintptr_t a = (uintptr_t)&rel[i] + (uintptr_t)rel[i];
+        if (a < lo || a >= hi) return -1;
+        out[i] = a;
+    }
+    return 0;
+}
+
+int wa_module_addresses(const wa_module_desc *d, const void *base, size_t span, uint32_t nfuncs, uint32_t ntypes,
+                        uint32_t nshims, uint32_t ndatas, uintptr_t *out) {
+    uintptr_t lo = (uintptr_t)base, hi = lo + span;
+    if (d->nfuncs != nfuncs || d->ntypes != ntypes || d->nshims != nshims || d->ndatas != ndatas) return -1;
+    if (resolve_rel(&d->funcs, nfuncs, lo, hi, out) || resolve_rel(&d->tramps, ntypes, lo, hi, out + nfuncs) ||
+        resolve_rel(&d->shims, nshims, lo, hi, out + nfuncs + ntypes) ||
+        resolve_rel(&d->datas, ndatas, lo, hi, out + nfuncs + ntypes + nshims))
+        return -1;
+    return 0;
+}
+
 /* The entries of an instance's funcs array (nfuncs of them, the first nimported filled by the
  * loader) for the defined functions among refs[0..nrefs): those that can become a funcref (C.refs:
  * exports, elements, global initialisers, and the start function).  The others are never read (direct

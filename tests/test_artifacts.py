@@ -361,6 +361,28 @@ def compile_to_file_bytes(tmp_path, wasm) -> bytes:
     return (tmp_path / "built.so").read_bytes()
 
 
+def test_linking_writes_nothing_to_the_image(signed):
+    """The module descriptor refers to code and data by offsets the linker resolved: an artifact that
+    calls no C library function has no dynamic relocation at all, so linking it only sets protections."""
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.relocation import RelocationSection
+
+    elf = ELFFile(io.BytesIO(signed[:body_len(signed)]))
+    assert not [s.name for s in elf.iter_sections() if isinstance(s, RelocationSection) and s.num_relocations()]
+
+
+def test_a_descriptor_that_does_not_match_the_metadata_is_refused(tmp_path, wasm):
+    """Counts in the load record and in the code's descriptor must agree (else the loader would read
+    past the descriptor's arrays); a mismatch is refused when the image is linked, and nothing runs."""
+    extra = _record_with(func_types=lambda ft: ft + ft[:4])  # one function more than the code has
+    p = _write(tmp_path / "m.so", _build_with(tmp_path, wasm, record=extra))
+    mod = wa.load(p)
+    ranges = lib.wa_code_ranges()
+    with pytest.raises(wa.ArtifactError, match="module descriptor does not match"):
+        mod.instantiate()
+    assert lib.wa_code_ranges() == ranges
+
+
 def test_elf_machine_mismatch(signed):
     other = 183 if art.machine_triple_arch() != "aarch64" else 62
     data = _reseal(signed, lambda b: struct.pack_into("<H", b, 0x12, other), KEY)

@@ -13,7 +13,9 @@ Vocabulary (one name per wasm concept, used everywhere):
 """
 from __future__ import annotations
 
-ABI_VERSION = 4  # 4: a function's several results return their floats as integers (codegen/layout.py)
+# 4: a function's several results return their floats as integers (codegen/layout.py)
+# 5: the module descriptor holds relative offsets, not pointers (no relocations to apply)
+ABI_VERSION = 5
 SLOT_SIZE = 16
 WASM_PAGE = 65536
 # A 32-bit memory reserves 4 GiB for the index, 4 GiB for a 32-bit static offset, and a little
@@ -64,12 +66,19 @@ STRUCTS: dict[str, list[tuple[str, str]]] = {
         ("instance", "void *"),  # the loader's handle for this instance (host calls with context)
     ],
     # The artifact's one exported symbol, `wa_module`: everything the loader needs from the code.
+    # Each array field is the offset from that field to an array of int64 offsets, each from its own
+    # entry to what it refers to (0: no array). Offsets need no relocation: the linker resolves them,
+    # and linking an image writes nothing to its pages (runtime.c: wa_module_addresses).
     "wa_module_desc": [
         ("abi_version", "uint64_t"),
-        ("funcs", "void **"),  # per defined function
-        ("tramps", "void **"),  # per type index: void tramp(void *ctx, void *code, uint8_t *slots)
-        ("shims", "void **"),  # per imported function: wasm ABI -> wa_hostfunc.call
-        ("datas", "uint8_t **"),  # per data segment
+        ("nfuncs", "uint32_t"),  # the arrays' lengths (the loader checks them against the metadata)
+        ("ntypes", "uint32_t"),
+        ("nshims", "uint32_t"),
+        ("ndatas", "uint32_t"),
+        ("funcs", "int64_t"),  # per defined function: its code
+        ("tramps", "int64_t"),  # per type index: void tramp(void *ctx, void *code, uint8_t *slots)
+        ("shims", "int64_t"),  # per imported function: wasm ABI -> wa_hostfunc.call
+        ("datas", "int64_t"),  # per data segment: its bytes
     ],
 }
 

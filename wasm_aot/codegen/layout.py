@@ -17,7 +17,8 @@ VALTYPE: dict[ValType, ll.Type] = {
     ValType.FUNCREF: PTR, ValType.EXTERNREF: PTR,
 }
 
-_CTYPE = {"uint32_t": I32, "int32_t": I32, "uint64_t": I64, "uintptr_t": I64, "intptr_t": I64, "void": VOID}
+_CTYPE = {"uint32_t": I32, "int32_t": I32, "uint64_t": I64, "int64_t": I64, "uintptr_t": I64, "intptr_t": I64,
+          "void": VOID}
 
 
 def ctype(c: str) -> ll.Type:

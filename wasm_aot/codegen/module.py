@@ -29,6 +29,11 @@ DATA_SECTION = ".data.rel.ro.wa_data"
 _CALLS = (op.CALL, op.CALL_INDIRECT)
 
 
+def _offset(target: ll.Constant, at: ll.Constant) -> ll.Constant:
+    """target - at, as an int64 constant the linker resolves (a PC-relative relocation)."""
+    return target.ptrtoint(I64).sub(at.ptrtoint(I64))
+
+
 class _Funcs(dict):
     """Function index -> ll.Function: the part's own functions, plus declarations of other parts'
     functions made on first use."""
@@ -103,13 +108,13 @@ class ModuleCodegen:
         desc_t = STRUCT["wa_module_desc"]
         desc = ll.GlobalVariable(self.m, desc_t, name="wa_module")
         desc.global_constant = True
-        desc.initializer = ll.Constant(desc_t, [
-            ll.Constant(I64, abi.ABI_VERSION),
-            self.ptr_array("wa_funcs", [self.funcs[nimp + i] for i in range(len(self.wasm.funcs))]),
-            self.ptr_array("wa_tramps", tramps),
-            self.ptr_array("wa_shims", shims),
-            self.ptr_array("wa_datas", datas),
-        ])
+        arrays = {"funcs": self.rel_array("wa_funcs", [self.funcs[nimp + i] for i in range(len(self.wasm.funcs))]),
+                  "tramps": self.rel_array("wa_tramps", tramps), "shims": self.rel_array("wa_shims", shims),
+                  "datas": self.rel_array("wa_datas", datas)}
+        counts = [len(self.wasm.funcs), len(tramps), len(shims), len(datas)]
+        desc.initializer = ll.Constant(desc_t, [ll.Constant(I64, abi.ABI_VERSION)] + [ll.Constant(I32, n) for n in counts] + [
+            _offset(arrays[name], desc.gep([ll.Constant(I32, 0), ll.Constant(I32, abi.field_index("wa_module_desc", name))]))
+            if arrays[name] is not None else ll.Constant(I64, 0) for name in ("funcs", "tramps", "shims", "datas")])
         meta_g = self.const_bytes("wa_meta", meta, SECTION)
         self.used.append(meta_g)
         used_t = ll.ArrayType(PTR, len(self.used))
@@ -129,14 +134,16 @@ class ModuleCodegen:
         g.initializer = ll.Constant(t, bytearray(data))
         return g
 
-    def ptr_array(self, name: str, items: list) -> ll.Value:
+    def rel_array(self, name: str, items: list) -> ll.GlobalVariable | None:
+        """An array of int64 offsets, each from its own entry to the item (see abi.py, wa_module_desc)."""
         if not items:
-            return ll.Constant(PTR, None)
-        t = ll.ArrayType(PTR, len(items))
+            return None
+        t = ll.ArrayType(I64, len(items))
         g = ll.GlobalVariable(self.m, t, name=name)
         g.linkage = "internal"
         g.global_constant = True
-        g.initializer = ll.Constant(t, [x if x is not None else ll.Constant(PTR, None) for x in items])
+        g.initializer = ll.Constant(t, [_offset(x, g.gep([ll.Constant(I32, 0), ll.Constant(I32, i)]))
+                                        for i, x in enumerate(items)])
         return g
 
     def trampolines(self) -> list[ll.Function]:

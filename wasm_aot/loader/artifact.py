@@ -282,31 +282,25 @@ class Mapped:
     """A linked artifact: its metadata and the addresses of its code. Unmapped when collected
     (its Modules, Instances and Functions hold it)."""
 
-    __slots__ = ("path", "verified", "plan", "desc", "funcs", "tramps", "shims", "sigs", "_datas", "_base", "_span",
-                 "_names", "__weakref__")
+    __slots__ = ("path", "verified", "plan", "desc", "addrs", "code", "tramps", "shims", "datas", "sigs", "_base",
+                 "_span", "_names", "__weakref__")
 
     def __init__(self, path: str, v: Verified, desc: Any, base: Any, span: int) -> None:
         plan = self.plan = v.plan
         self.path, self.verified, self.desc = path, v, desc
         self._base, self._span = base, span
-        # the code address of each defined function, copied (one memmove: Python ints for thousands of
-        # functions cost more than the rest of loading) for the frame index, which reads it on a trap
-        self.funcs: Any = ffi.new("uintptr_t[]", plan.ndefined)
-        if plan.ndefined:
-            ffi.memmove(self.funcs, desc.funcs, plan.ndefined * ffi.sizeof("uintptr_t"))
-        self.tramps: list[Any] = ffi.unpack(desc.tramps, plan.ntypes) if plan.ntypes else []  # per type index
-        self.shims: list[Any] = ffi.unpack(desc.shims, plan.nimported) if plan.nimported else []  # per imported func
-        self._datas: list[Any] | None = None
+        # what the descriptor refers to, resolved in one call: per defined function its code, then per
+        # type index its trampoline, per imported function its shim, per data segment its bytes. Owned
+        # here, so the frame index can read it once the image is unmapped.
+        nd, nt, ni, ns = plan.ndefined, plan.ntypes, plan.nimported, len(plan.datas)
+        self.addrs: Any = ffi.new("uintptr_t[]", nd + nt + ni + ns or 1)
+        if lib.wa_module_addresses(desc, base, span, nd, nt, ni, ns, self.addrs) != 0:
+            raise ArtifactError(f"{path}: {BAD_METADATA} (its module descriptor does not match it)")
+        ptrs = ffi.cast("void **", self.addrs)  # (pointers into self.addrs: they do not keep it alive)
+        self.code, self.tramps, self.shims = ptrs, ptrs + nd, ptrs + nd + nt
+        self.datas = ffi.cast("uint8_t **", self.addrs + nd + nt + ni)
         self.sigs: dict[int, Any] = {}  # type index -> externs.WasmSignature, made on first use
         self._names = register_functions(self)
-
-    @property
-    def datas(self) -> list[Any]:
-        """Per data segment, its bytes in the image."""
-        if self._datas is None:
-            n = len(self.plan.datas)
-            self._datas = ffi.unpack(self.desc.datas, n) if n else []
-        return self._datas
 
     def __del__(self) -> None:
         # nothing refers to the code any more (whatever could call it holds this object)
@@ -353,7 +347,11 @@ def _map(path: str, v: Verified) -> Mapped:
     if desc.abi_version != abi.ABI_VERSION:
         lib.wa_unmap_image(base, span)
         raise ArtifactError(f"{path}: runtime ABI {desc.abi_version}, expected {abi.ABI_VERSION}")
-    m = Mapped(path, v, desc, base, span)
+    try:
+        m = Mapped(path, v, desc, base, span)
+    except ArtifactError:
+        lib.wa_unmap_image(base, span)
+        raise
     ident = v.identity
     _mapped[ident] = weakref.ref(m, lambda r, ident=ident: _forget(ident, r))
     return m

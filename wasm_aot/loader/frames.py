@@ -4,7 +4,7 @@ from __future__ import annotations
 import bisect
 import threading
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..types import Record, _set
 
@@ -35,9 +35,9 @@ class _Names:
 
 _starts: list[int] = []
 _owners: list[tuple[_Names, int | None]] = []  # None: a trampoline or shim, not a wasm frame
-# mapped but not yet indexed (the index is built on the first trap): (names, code address of each
-# defined function, index of the first, addresses of trampolines and shims)
-_pending: list[tuple[_Names, list[int], int, list[int]]] = []
+# mapped but not yet indexed (the index is built on the first trap): (names, the artifact's addresses
+# (Mapped.addrs), index of the first defined function, how many, how many trampolines and shims follow)
+_pending: list[tuple[_Names, Any, int, int, int]] = []
 _lock = threading.Lock()
 
 
@@ -63,9 +63,9 @@ def register_functions(m: "Mapped") -> _Names:
     """Remember a mapped module's code addresses; they are indexed only when a trap needs them
     (loading stays cheap). Returns the key for unregister_functions."""
     names = _Names(weakref.ref(m.verified))
-    nimported = m.plan.nimported  # m.funcs: a copy, still valid once unmapped
-    with _lock:  # addresses only (trampolines and shims as pointers): nothing is read from the image later
-        _pending.append((names, m.funcs, nimported, m.tramps + m.shims))
+    plan = m.plan
+    with _lock:  # m.addrs is owned by m, not the image: nothing is read from the image later
+        _pending.append((names, m.addrs, plan.nimported, plan.ndefined, plan.ntypes + plan.nimported))
     return names
 
 
@@ -89,9 +89,10 @@ def _index_pending() -> None:
         dead = {id(n) for n in taken}
         _pending[:] = [p for p in _pending if id(p[0]) not in dead]
         entries = [(a, o) for a, o in zip(_starts, _owners) if id(o[0]) not in dead]
-        for names, funcs, first, others in _pending:
-            entries += [(addr, (names, first + i)) for i, addr in enumerate(ffi.unpack(funcs, len(funcs)))]
-            entries += [(int(ffi.cast("uintptr_t", p)), (names, None)) for p in others]
+        for names, addrs, first, nfuncs, nothers in _pending:  # (see Mapped.addrs)
+            addrs = ffi.unpack(addrs, nfuncs + nothers)
+            entries += [(addr, (names, first + i)) for i, addr in enumerate(addrs[:nfuncs])]
+            entries += [(addr, (names, None)) for addr in addrs[nfuncs:]]
         _pending.clear()
         entries.sort(key=lambda e: e[0])
         _starts[:] = [a for a, _ in entries]

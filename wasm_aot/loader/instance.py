@@ -172,7 +172,7 @@ class Instance:
                     # alive (a cycle, with our import of it: freed together by the collector)
                     f._owner._held.add(self)
         nimp = plan.nimported
-        if plan.ndefined and lib.wa_fill_funcrefs(self._funcs, nfuncs, nimp, mapped.desc.funcs,
+        if plan.ndefined and lib.wa_fill_funcrefs(self._funcs, nfuncs, nimp, mapped.code,
                                                   plan.defined_type_index, plan.type_ids, ctx, plan.refs,
                                                   plan.refs_count) != 0:
             raise ArtifactError(f"{mapped.path}: {BAD_METADATA} (a function reference out of range)")
@@ -223,7 +223,7 @@ class Instance:
 
         # data and element segments (passive ones stay available to memory.init / table.init)
         if plan.data_sizes:
-            ctx.data_ptrs = mapped.desc.datas  # in the artifact's image, read-only
+            ctx.data_ptrs = mapped.datas  # into the artifact's image, read-only (kept by mapped)
             self._data_sizes = ctx.data_sizes = ffi.new("uint32_t[]", plan.data_sizes)
         if plan.elems:
             self._elem_arrays = []
@@ -287,7 +287,7 @@ class Instance:
         ref = self._func_objects.get(index)
         f = ref() if ref is not None else None
         if f is None:
-            nimp = len(self._m.shims)
+            nimp = self._plan.nimported
             if index < nimp and self._imports_funcs()[index].is_host:
                 f = self._imports_funcs()[index]
             else:
