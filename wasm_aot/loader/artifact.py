@@ -282,8 +282,8 @@ class Mapped:
     """A linked artifact: its metadata and the addresses of its code. Unmapped when collected
     (its Modules, Instances and Functions hold it)."""
 
-    __slots__ = ("path", "verified", "plan", "desc", "addrs", "code", "tramps", "shims", "datas", "sigs", "_base",
-                 "_span", "_names", "__weakref__")
+    __slots__ = ("path", "verified", "plan", "desc", "addrs", "code", "datas", "sigs", "_base", "_span", "_names",
+                 "__weakref__")
 
     def __init__(self, path: str, v: Verified, desc: Any, base: Any, span: int) -> None:
         plan = self.plan = v.plan
@@ -296,11 +296,16 @@ class Mapped:
         self.addrs: Any = ffi.new("uintptr_t[]", nd + nt + ni + ns or 1)
         if lib.wa_module_addresses(desc, base, span, nd, nt, ni, ns, self.addrs) != 0:
             raise ArtifactError(f"{path}: {BAD_METADATA} (its module descriptor does not match it)")
-        ptrs = ffi.cast("void **", self.addrs)  # (pointers into self.addrs: they do not keep it alive)
-        self.code, self.tramps, self.shims = ptrs, ptrs + nd, ptrs + nd + nt
-        self.datas = ffi.cast("uint8_t **", self.addrs + nd + nt + ni)
+        self.code = ffi.cast("void **", self.addrs)  # (pointers into self.addrs do not keep it alive)
+        self.datas = ffi.cast("uint8_t **", self.addrs + nd + nt + ni) if ns else ffi.NULL
         self.sigs: dict[int, Any] = {}  # type index -> externs.WasmSignature, made on first use
         self._names = register_functions(self)
+
+    def tramp(self, type_index: int) -> Any:
+        return self.code[self.plan.ndefined + type_index]
+
+    def shim(self, import_index: int) -> Any:
+        return self.code[self.plan.ndefined + self.plan.ntypes + import_index]
 
     def __del__(self) -> None:
         # nothing refers to the code any more (whatever could call it holds this object)

@@ -13,8 +13,9 @@ from .plan import Plan, type_id
 from .runtime import RT_PTR, STACK_LIMIT_TLS, ffi, lib
 
 
-# An instance's funcs array: zeroed by calloc, which leaves fresh pages untouched (see wa_calloc);
-# only the entries of functions that can become funcrefs are ever written or read.
+# A large instance's funcs array: its own mapping past a size, whose untouched pages never fault (see
+# wa_calloc); only the entries of functions that can become funcrefs are ever written or read. (Small
+# arrays come from ffi.new: a custom allocator costs twice as much to call.)
 _zeroed = ffi.new_allocator(alloc=ffi.addressof(lib, "wa_calloc"), free=ffi.addressof(lib, "wa_free"),
                             should_clear_after_alloc=False)
 
@@ -147,7 +148,8 @@ class Instance:
                 imported[kind].append(ext)
 
         # functions: imports first (host functions through this module's shims)
-        self._funcs = ctx.funcs = _zeroed("wa_funcref[]", nfuncs) if nfuncs else ffi.NULL
+        self._funcs = ctx.funcs = ((_zeroed if nfuncs > 1024 else ffi.new)("wa_funcref[]", nfuncs) if nfuncs
+                                   else ffi.NULL)
         self._funcs_at = int(ffi.cast("uintptr_t", self._funcs))
         self._hostfuncs = []
         for i, f in enumerate(imported["func"]):
@@ -155,12 +157,12 @@ class Instance:
             if f.is_host:
                 binding = f.host_binding(self)
                 self._hostfuncs.append(binding)
-                fr.code, fr.ctx, fr.type_id = mapped.shims[i], binding.hostfunc, type_id(f.type)
+                fr.code, fr.ctx, fr.type_id = mapped.shim(i), binding.hostfunc, type_id(f.type)
                 if f._funcref_addr is None:
                     # a funcref Python can hand to tables and globals: the function's own cell,
                     # calling through this module's shim (artifacts stay mapped)
                     cell, own = ffi.new("wa_funcref *"), f.host_binding(self)
-                    cell.code, cell.ctx, cell.type_id = mapped.shims[i], own.hostfunc, type_id(f.type)
+                    cell.code, cell.ctx, cell.type_id = mapped.shim(i), own.hostfunc, type_id(f.type)
                     f._funcref_cell = (cell, own, mapped)  # the shim's artifact stays mapped
                     f._funcref_addr = int(ffi.cast("uintptr_t", cell))
                     V.register_host_cell(f._funcref_addr, f)
@@ -294,7 +296,7 @@ class Instance:
                 ti = self._plan.func_types[index]
                 sig = self._m.sigs.get(ti)
                 if sig is None:  # per artifact and type, not per Function
-                    sig = self._m.sigs[ti] = WasmSignature(self._plan.types[ti], self._m.tramps[ti])
+                    sig = self._m.sigs[ti] = WasmSignature(self._plan.types[ti], self._m.tramp(ti))
                 f = Function._wasm(self, index, self._funcs + index, self._funcs_at + V.FUNCREF_SIZE * index, sig)
             self._func_objects[index] = weakref.ref(f)
         return f

@@ -77,7 +77,7 @@ class Plan:
         # the type index of each defined function
         self.defined_type_index = self._func_types_raw + self.nimported if self.ndefined else ffi.NULL
         # the functions whose funcref an instance makes (the others can never be one)
-        self.refs_count = len(indices_from_bytes(refs))
+        self.refs_count = len(refs) // 4
         self.refs = ffi.from_buffer("uint32_t[]", refs) if refs else ffi.NULL
         if self.refs_count and lib.wa_max_u32(self.refs, self.refs_count) >= len(self.func_types):
             raise ValueError("a function reference out of range")
