@@ -220,7 +220,7 @@ def main() -> int:
     for name, wsize, size, first, cold, warm, fresh, wtb, wtf, wtn in rows:
         lines.append(f"{name:<20}{size:>9}{first:>11.0f}{cold:>6.0f}{warm:>6.0f}{fresh:>7.0f}{wtb:>10.0f}{wtf:>9.0f}"
                      f"{wtn:>10.0f}   {wtb / first:>10.2f}x{wtf / cold:>9.2f}x{wtn / fresh:>11.2f}x")
-    lines.append("ours first: a fresh mapping of content this process has not seen (metadata parsed and checked, as "
+    lines.append("ours first: a fresh mapping of content this process has not seen (its load record parsed and checked, as "
                  "deserialize does every time); cold: a fresh mapping every run (the metadata verdict is remembered "
                  "per checksum); warm: image already mapped (the file is still read and its checksum checked); "
                  "fresh: first load in a new interpreter, after the import (wasmtime: after import and Engine()). "

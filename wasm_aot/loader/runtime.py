@@ -35,7 +35,7 @@ faulthandler.enable = _keep_handlers_first(faulthandler.enable)
 # cffi parses a C type's name and lays a struct out on its first use (~5 to 40 us each): done here for
 # the types of the load, instantiate and call paths, so that a service's first load does not pay it
 for _name in ("char *", "char[]", "uint8_t *", "uint8_t[]", "uint8_t[16]", "uint8_t *[]", "uint32_t *", "uint32_t[]",
-              "uint64_t *", "uintptr_t", "uintptr_t[]", "uintptr_t[64]", "void *", "void **", "void **[]",
+              "uint64_t *", "uint8_t **", "uintptr_t", "uintptr_t[]", "uintptr_t[64]", "void *", "void **", "void **[]",
               "wa_ctx *", "wa_funcref *", "wa_funcref[]", "wa_hostfunc *", "wa_image_status *", "wa_module_desc *",
               "wa_table *[]", "wa_memory *", "wa_table *"):
     _t = ffi.typeof(_name)
