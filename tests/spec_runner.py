@@ -67,8 +67,8 @@ def testsuite_dir() -> Path:
     return REPO_ROOT.parent / "shared" / "wasm-testsuite"
 
 
-def list_files(include_simd: bool = False) -> list[str]:
-    """Names (without .wast) of the testsuite scripts, SIMD ones only when asked."""
+def list_files(include_simd: bool = True) -> list[str]:
+    """Names (without .wast) of the testsuite scripts (without the simd_* ones if asked)."""
     names = sorted(p.stem for p in testsuite_dir().glob("*.wast"))
     return [n for n in names if include_simd or not n.startswith("simd_")]
 
@@ -812,9 +812,9 @@ def _group_key(f: Failure) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("names", nargs="*", metavar="NAME", help="scripts (default: every non-SIMD one)")
+    ap.add_argument("names", nargs="*", metavar="NAME", help="scripts (default: every one)")
     ap.add_argument("--opt", type=int, default=DEFAULT_OPT, help=f"opt level (default {DEFAULT_OPT})")
-    ap.add_argument("--simd", action="store_true", help="include the simd_* scripts in the default set")
+    ap.add_argument("--no-simd", action="store_true", help="leave the simd_* scripts out of the default set")
     ap.add_argument("--dry", action="store_true", help="only parse and count (checked against the README)")
     ap.add_argument("--inproc", action="store_true", help="run in this process (no crash isolation)")
     ap.add_argument("-j", "--jobs", type=int, default=1, help="scripts run in parallel (isolated mode)")
@@ -831,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
         skip = {int(x) for x in a.skip.split(",") if x}
         return _child_main(a.child, a.opt, a.cache, skip)
 
-    names = a.names or list_files(include_simd=a.simd)
+    names = a.names or list_files(include_simd=not a.no_simd)
     table = readme_counts() if a.dry else {}
     results: list[FileResult] = []
 

@@ -1,4 +1,4 @@
-"""Decoder + validator against the spec testsuite (WebAssembly 2.0, SIMD files excluded).
+"""Decoder + validator against the spec testsuite (WebAssembly 2.0, fixed-width SIMD included).
 
 For every .wast: each binary `module` must decode and validate; each `assert_invalid` and binary
 `assert_malformed` must raise CompileError containing the expected text (for malformed modules,
@@ -17,9 +17,10 @@ from wast import TESTSUITE, convert  # noqa: E402
 
 from wasm_aot.decode import decode  # noqa: E402
 from wasm_aot.errors import CompileError  # noqa: E402
+from wasm_aot.types import V128  # noqa: E402
 from wasm_aot.validate import validate  # noqa: E402
 
-WAST_FILES = sorted(p for p in TESTSUITE.glob("*.wast") if not p.name.startswith("simd_"))
+WAST_FILES = sorted(TESTSUITE.glob("*.wast"))
 
 
 def check_file(wast: Path) -> tuple[int, list[str]]:
@@ -111,9 +112,20 @@ def test_too_many_locals_without_allocating() -> None:
         assert "too many locals" in _error(_module(b"\x0b", locals_))
 
 
-def test_simd_rejected() -> None:
-    assert "SIMD" in _error(_module(b"\xfd\x0c" + b"\0" * 16 + b"\x1a\x0b"))
-    assert "SIMD" in _error(_module(b"\x0b", params=b"\x01\x7b"))
+def test_simd_immediates() -> None:
+    """The 0xFD prefix: a u32 sub-opcode (two LEB bytes past 0x7F), then its immediates."""
+    m = decode(_module(b"\xfd\x0c" + bytes(range(16)) + b"\x1a\x0b"))
+    assert m.funcs[0].body[0][:2] == (0xFD0C, int.from_bytes(bytes(range(16)), "little"))
+    assert decode(_module(b"\x0b", params=b"\x01\x7b")).types[0].params == (V128,)
+    # i32x4.extract_lane (0x1b): lane 4 is out of range, 3 is not
+    body = b"\xfd\x0c" + b"\0" * 16 + b"\xfd\x1b%c\x1a\x0b"
+    assert _error(_module(body % 3)) is None
+    assert "invalid lane index" in _error(_module(body % 4))
+    # f64x2.promote_low_f32x4 (0x5f) written in two LEB bytes; 0xFD 0x80 0x02 (0x100) does not exist
+    assert _error(_module(b"\xfd\x0c" + b"\0" * 16 + b"\xfd\xdf\x00\x1a\x0b")) is None
+    assert "illegal opcode" in _error(_module(b"\xfd\x80\x02\x0b"))
+    # v128.load8_lane needs a memory, alignment at most natural, and a lane < 16
+    assert "unknown memory" in _error(_module(b"\x41\x00\xfd\x0c" + b"\0" * 16 + b"\xfd\x54\x00\x00\x00\x1a\x0b"))
 
 
 def test_name_section() -> None:

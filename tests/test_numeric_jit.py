@@ -47,7 +47,7 @@ _WIDTH = {ValType.I32: 32, ValType.I64: 64, ValType.F32: 32, ValType.F64: 64}
 # name -> (param ValTypes, result ValType) for every plain numeric operator of opcodes.py
 SIGS: dict[str, tuple[tuple[ValType, ...], ValType]] = {
     opcodes.NAME[op]: (params, results[0])
-    for op, (params, results) in opcodes.SIG.items() if opcodes.KIND[op] == "none"
+    for op, (params, results) in opcodes.SIG.items() if opcodes.KIND[op] == "none" and op >> 8 != 0xFD
 }
 
 
@@ -586,6 +586,12 @@ def test_case(jit: Jit, index: int) -> None:
 def test_covers_exactly_the_plain_numeric_operators() -> None:
     assert set(NUMERIC) == set(SIGS)
     assert len(SIGS) == 136  # 0x45..0xC4 (128) + 8 trunc_sat
+
+
+def test_simd_covers_exactly_its_plain_operators() -> None:
+    from wasm_aot.codegen.simd import SIMD, SIMD_IMM
+    plain = {opcodes.NAME[op] for op in opcodes.NAME if op >> 8 == 0xFD and opcodes.KIND[op] == "none"}
+    assert set(SIMD) == plain and len(plain) + len(SIMD_IMM) == 236  # every fixed-width SIMD instruction
 
 
 def test_types_exported() -> None:

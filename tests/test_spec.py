@@ -1,4 +1,4 @@
-"""The WebAssembly 2.0 core spec testsuite, one test per non-SIMD .wast script.
+"""The WebAssembly 2.0 core spec testsuite (fixed-width SIMD included), one test per .wast script.
 
 Every script must pass 100%, except those in KNOWN_INCOMPLETE (xfail, not strict). Each script runs in
 child processes (tests/spec_runner.py), so a crash in compiled code fails one test, not the session;
@@ -32,8 +32,8 @@ REQUIRED = {
     "endianness", "memory_grow", "memory_size", "memory_redundancy", "left-to-right", "traps", "call",
 }
 
-# Scripts known not to pass yet: name -> reason (xfail, not strict). Every non-SIMD script passes
-# today; an entry here needs a note on its issue.
+# Scripts known not to pass yet: name -> reason (xfail, not strict). Every script passes today; an
+# entry here needs a note on its issue.
 KNOWN_INCOMPLETE: dict[str, str] = {}
 
 

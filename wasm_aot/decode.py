@@ -1,4 +1,4 @@
-"""Binary decoder: wasm bytes -> ir.Module (WebAssembly 2.0 core format, SIMD aside).
+"""Binary decoder: wasm bytes -> ir.Module (WebAssembly 2.0 core format).
 
 Errors follow the reference interpreter, whose messages the spec testsuite expects:
 - Everything is read against the bounds of the whole image, not of the enclosing section or
@@ -37,7 +37,7 @@ _SECTION_RANK = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 7, 8: 8, 9: 9, 12: 10, 1
 # --- immediate kinds as small ints, for the instruction loop -------------------------------------
 (K_NONE, K_BLOCK, K_IDX, K_BR_TABLE, K_CALL_INDIRECT, K_MEMARG, K_ZERO, K_I32, K_I64, K_F32, K_F64,
  K_SELECT_T, K_REFTYPE, K_DATA_MEMORY, K_MEMORY_MEMORY, K_ELEM_TABLE, K_TABLE_TABLE, K_ELSE, K_END,
- K_PREFIX_FC, K_SIMD, K_ILLEGAL) = range(22)
+ K_PREFIX_FC, K_SIMD, K_ILLEGAL, K_LANE, K_MEMARG_LANE, K_V128, K_SHUFFLE) = range(26)
 
 _KIND_CODE = {
     "none": K_NONE, "block": K_BLOCK, "label": K_IDX, "br_table": K_BR_TABLE, "func": K_IDX,
@@ -45,15 +45,17 @@ _KIND_CODE = {
     "data": K_IDX, "elem": K_IDX, "memarg": K_MEMARG, "i32": K_I32, "i64": K_I64, "f32": K_F32,
     "f64": K_F64, "select_t": K_SELECT_T, "reftype": K_REFTYPE, "data_memory": K_DATA_MEMORY,
     "memory_memory": K_MEMORY_MEMORY, "elem_table": K_ELEM_TABLE, "table_table": K_TABLE_TABLE,
+    "lane": K_LANE, "memarg_lane": K_MEMARG_LANE, "v128": K_V128, "shuffle": K_SHUFFLE,
 }
 
 _OP_KIND: list[int] = [K_ILLEGAL] * 256  # one-byte opcodes
 _FC_KIND: dict[int, int] = {}  # 0xFC sub-opcode -> kind
+_FD_KIND: dict[int, int] = {}  # 0xFD (SIMD) sub-opcode -> kind
 for _op, _kind in KIND.items():
     if _op < 0x100:
         _OP_KIND[_op] = _KIND_CODE[_kind]
     else:
-        _FC_KIND[_op & 0xFF] = _KIND_CODE[_kind]
+        (_FC_KIND if _op >> 8 == 0xFC else _FD_KIND)[_op & 0xFF] = _KIND_CODE[_kind]
 _OP_KIND[0x05], _OP_KIND[0x0B], _OP_KIND[0xFC], _OP_KIND[0xFD] = K_ELSE, K_END, K_PREFIX_FC, K_SIMD
 
 
@@ -244,12 +246,10 @@ def _decode_instrs(data: bytes, pos: int) -> tuple[list[ir.Instr], int]:
                     pos += 2
                 else:
                     offset, pos = leb_u(data, pos + 1)
+                append((op, (align, offset), start))
             else:
-                align, pos = leb_u(data, pos)
-                if align >= 32:
-                    raise _err(pos - 1, "malformed memop flags")
-                offset, pos = leb_u(data, pos)
-            append((op, (align, offset), start))
+                memarg, pos = _memarg(data, pos)
+                append((op, memarg, start))
         elif k == K_BLOCK:
             bt, pos = _block_type(data, pos)
             append((op, bt, start))
@@ -345,9 +345,40 @@ def _decode_instrs(data: bytes, pos: int) -> tuple[list[ir.Instr], int]:
             else:
                 raise _err(start, f"illegal opcode fc {sub:02x}")
         elif k == K_SIMD:
-            raise _err(start, "SIMD is not supported")
+            sub, pos = leb_u(data, pos)
+            k = _FD_KIND.get(sub, K_ILLEGAL) if sub < 0x100 else K_ILLEGAL
+            op = 0xFD00 | sub
+            if k == K_NONE:
+                append((op, None, start))
+            elif k == K_MEMARG:
+                memarg, pos = _memarg(data, pos)
+                append((op, memarg, start))
+            elif k == K_MEMARG_LANE:
+                memarg, pos = _memarg(data, pos)
+                append((op, (memarg, data[pos]), start))
+                pos += 1
+            elif k == K_LANE:
+                append((op, data[pos], start))
+                pos += 1
+            elif k == K_V128 or k == K_SHUFFLE:
+                if pos + 16 > len(data):
+                    raise IndexError
+                raw = data[pos:pos + 16]
+                append((op, int.from_bytes(raw, "little") if k == K_V128 else tuple(raw), start))
+                pos += 16
+            else:
+                raise _err(start, f"illegal opcode fd {sub:02x}")
         else:
             raise _err(start, f"illegal opcode {op:02x}")
+
+
+def _memarg(data: bytes, pos: int) -> tuple[tuple[int, int], int]:
+    """((alignment exponent, offset), position after them)."""
+    align, pos = _leb_u(data, pos)
+    if align >= 32:
+        raise _err(pos - 1, "malformed memop flags")
+    offset, pos = _leb_u(data, pos)
+    return (align, offset), pos
 
 
 def _const_expr(r: _Reader) -> ir.Expr:

@@ -1,7 +1,7 @@
-"""The opcode table of the core instruction set (WebAssembly 2.0, SIMD aside).
+"""The opcode table of the core instruction set (WebAssembly 2.0, fixed-width SIMD included).
 
 One row per instruction: number, mnemonic, immediate kind and, for the plain stack operators,
-their type as `params>results` in one letter per value (i=i32 I=i64 f=f32 F=f64).
+their type as `params>results` in one letter per value (i=i32 I=i64 f=f32 F=f64 V=v128).
 0xFC-prefixed instructions are numbered 0xFC00 | sub-opcode.
 
 Immediate kinds (the shape of `imm` in an ir.Instr):
@@ -230,26 +230,276 @@ _TABLE = """
 0xFC11 table.fill table
 """
 
-_LETTER = {"i": ValType.I32, "I": ValType.I64, "f": ValType.F32, "F": ValType.F64}
+# Fixed-width SIMD (0xFD prefix, a u32 sub-opcode): numbered 0xFD00 | sub-opcode. After the
+# signature, a memory access gives its natural alignment (log2 bytes). More immediate kinds:
+#   lane          int lane index
+#   memarg_lane   ((alignment exponent, offset), lane index)
+#   v128          int: the 16 bytes, little-endian
+#   shuffle       tuple of 16 lane indices
+_SIMD_TABLE = """
+0xFD00 v128.load memarg i>V 4
+0xFD01 v128.load8x8_s memarg i>V 3
+0xFD02 v128.load8x8_u memarg i>V 3
+0xFD03 v128.load16x4_s memarg i>V 3
+0xFD04 v128.load16x4_u memarg i>V 3
+0xFD05 v128.load32x2_s memarg i>V 3
+0xFD06 v128.load32x2_u memarg i>V 3
+0xFD07 v128.load8_splat memarg i>V 0
+0xFD08 v128.load16_splat memarg i>V 1
+0xFD09 v128.load32_splat memarg i>V 2
+0xFD0A v128.load64_splat memarg i>V 3
+0xFD0B v128.store memarg iV> 4
+0xFD0C v128.const v128 >V
+0xFD0D i8x16.shuffle shuffle VV>V
+0xFD0E i8x16.swizzle none VV>V
+0xFD0F i8x16.splat none i>V
+0xFD10 i16x8.splat none i>V
+0xFD11 i32x4.splat none i>V
+0xFD12 i64x2.splat none I>V
+0xFD13 f32x4.splat none f>V
+0xFD14 f64x2.splat none F>V
+0xFD15 i8x16.extract_lane_s lane V>i
+0xFD16 i8x16.extract_lane_u lane V>i
+0xFD17 i8x16.replace_lane lane Vi>V
+0xFD18 i16x8.extract_lane_s lane V>i
+0xFD19 i16x8.extract_lane_u lane V>i
+0xFD1A i16x8.replace_lane lane Vi>V
+0xFD1B i32x4.extract_lane lane V>i
+0xFD1C i32x4.replace_lane lane Vi>V
+0xFD1D i64x2.extract_lane lane V>I
+0xFD1E i64x2.replace_lane lane VI>V
+0xFD1F f32x4.extract_lane lane V>f
+0xFD20 f32x4.replace_lane lane Vf>V
+0xFD21 f64x2.extract_lane lane V>F
+0xFD22 f64x2.replace_lane lane VF>V
+0xFD23 i8x16.eq none VV>V
+0xFD24 i8x16.ne none VV>V
+0xFD25 i8x16.lt_s none VV>V
+0xFD26 i8x16.lt_u none VV>V
+0xFD27 i8x16.gt_s none VV>V
+0xFD28 i8x16.gt_u none VV>V
+0xFD29 i8x16.le_s none VV>V
+0xFD2A i8x16.le_u none VV>V
+0xFD2B i8x16.ge_s none VV>V
+0xFD2C i8x16.ge_u none VV>V
+0xFD2D i16x8.eq none VV>V
+0xFD2E i16x8.ne none VV>V
+0xFD2F i16x8.lt_s none VV>V
+0xFD30 i16x8.lt_u none VV>V
+0xFD31 i16x8.gt_s none VV>V
+0xFD32 i16x8.gt_u none VV>V
+0xFD33 i16x8.le_s none VV>V
+0xFD34 i16x8.le_u none VV>V
+0xFD35 i16x8.ge_s none VV>V
+0xFD36 i16x8.ge_u none VV>V
+0xFD37 i32x4.eq none VV>V
+0xFD38 i32x4.ne none VV>V
+0xFD39 i32x4.lt_s none VV>V
+0xFD3A i32x4.lt_u none VV>V
+0xFD3B i32x4.gt_s none VV>V
+0xFD3C i32x4.gt_u none VV>V
+0xFD3D i32x4.le_s none VV>V
+0xFD3E i32x4.le_u none VV>V
+0xFD3F i32x4.ge_s none VV>V
+0xFD40 i32x4.ge_u none VV>V
+0xFD41 f32x4.eq none VV>V
+0xFD42 f32x4.ne none VV>V
+0xFD43 f32x4.lt none VV>V
+0xFD44 f32x4.gt none VV>V
+0xFD45 f32x4.le none VV>V
+0xFD46 f32x4.ge none VV>V
+0xFD47 f64x2.eq none VV>V
+0xFD48 f64x2.ne none VV>V
+0xFD49 f64x2.lt none VV>V
+0xFD4A f64x2.gt none VV>V
+0xFD4B f64x2.le none VV>V
+0xFD4C f64x2.ge none VV>V
+0xFD4D v128.not none V>V
+0xFD4E v128.and none VV>V
+0xFD4F v128.andnot none VV>V
+0xFD50 v128.or none VV>V
+0xFD51 v128.xor none VV>V
+0xFD52 v128.bitselect none VVV>V
+0xFD53 v128.any_true none V>i
+0xFD54 v128.load8_lane memarg_lane iV>V 0
+0xFD55 v128.load16_lane memarg_lane iV>V 1
+0xFD56 v128.load32_lane memarg_lane iV>V 2
+0xFD57 v128.load64_lane memarg_lane iV>V 3
+0xFD58 v128.store8_lane memarg_lane iV> 0
+0xFD59 v128.store16_lane memarg_lane iV> 1
+0xFD5A v128.store32_lane memarg_lane iV> 2
+0xFD5B v128.store64_lane memarg_lane iV> 3
+0xFD5C v128.load32_zero memarg i>V 2
+0xFD5D v128.load64_zero memarg i>V 3
+0xFD5E f32x4.demote_f64x2_zero none V>V
+0xFD5F f64x2.promote_low_f32x4 none V>V
+0xFD60 i8x16.abs none V>V
+0xFD61 i8x16.neg none V>V
+0xFD62 i8x16.popcnt none V>V
+0xFD63 i8x16.all_true none V>i
+0xFD64 i8x16.bitmask none V>i
+0xFD65 i8x16.narrow_i16x8_s none VV>V
+0xFD66 i8x16.narrow_i16x8_u none VV>V
+0xFD67 f32x4.ceil none V>V
+0xFD68 f32x4.floor none V>V
+0xFD69 f32x4.trunc none V>V
+0xFD6A f32x4.nearest none V>V
+0xFD6B i8x16.shl none Vi>V
+0xFD6C i8x16.shr_s none Vi>V
+0xFD6D i8x16.shr_u none Vi>V
+0xFD6E i8x16.add none VV>V
+0xFD6F i8x16.add_sat_s none VV>V
+0xFD70 i8x16.add_sat_u none VV>V
+0xFD71 i8x16.sub none VV>V
+0xFD72 i8x16.sub_sat_s none VV>V
+0xFD73 i8x16.sub_sat_u none VV>V
+0xFD74 f64x2.ceil none V>V
+0xFD75 f64x2.floor none V>V
+0xFD76 i8x16.min_s none VV>V
+0xFD77 i8x16.min_u none VV>V
+0xFD78 i8x16.max_s none VV>V
+0xFD79 i8x16.max_u none VV>V
+0xFD7A f64x2.trunc none V>V
+0xFD7B i8x16.avgr_u none VV>V
+0xFD7C i16x8.extadd_pairwise_i8x16_s none V>V
+0xFD7D i16x8.extadd_pairwise_i8x16_u none V>V
+0xFD7E i32x4.extadd_pairwise_i16x8_s none V>V
+0xFD7F i32x4.extadd_pairwise_i16x8_u none V>V
+0xFD80 i16x8.abs none V>V
+0xFD81 i16x8.neg none V>V
+0xFD82 i16x8.q15mulr_sat_s none VV>V
+0xFD83 i16x8.all_true none V>i
+0xFD84 i16x8.bitmask none V>i
+0xFD85 i16x8.narrow_i32x4_s none VV>V
+0xFD86 i16x8.narrow_i32x4_u none VV>V
+0xFD87 i16x8.extend_low_i8x16_s none V>V
+0xFD88 i16x8.extend_high_i8x16_s none V>V
+0xFD89 i16x8.extend_low_i8x16_u none V>V
+0xFD8A i16x8.extend_high_i8x16_u none V>V
+0xFD8B i16x8.shl none Vi>V
+0xFD8C i16x8.shr_s none Vi>V
+0xFD8D i16x8.shr_u none Vi>V
+0xFD8E i16x8.add none VV>V
+0xFD8F i16x8.add_sat_s none VV>V
+0xFD90 i16x8.add_sat_u none VV>V
+0xFD91 i16x8.sub none VV>V
+0xFD92 i16x8.sub_sat_s none VV>V
+0xFD93 i16x8.sub_sat_u none VV>V
+0xFD94 f64x2.nearest none V>V
+0xFD95 i16x8.mul none VV>V
+0xFD96 i16x8.min_s none VV>V
+0xFD97 i16x8.min_u none VV>V
+0xFD98 i16x8.max_s none VV>V
+0xFD99 i16x8.max_u none VV>V
+0xFD9B i16x8.avgr_u none VV>V
+0xFD9C i16x8.extmul_low_i8x16_s none VV>V
+0xFD9D i16x8.extmul_high_i8x16_s none VV>V
+0xFD9E i16x8.extmul_low_i8x16_u none VV>V
+0xFD9F i16x8.extmul_high_i8x16_u none VV>V
+0xFDA0 i32x4.abs none V>V
+0xFDA1 i32x4.neg none V>V
+0xFDA3 i32x4.all_true none V>i
+0xFDA4 i32x4.bitmask none V>i
+0xFDA7 i32x4.extend_low_i16x8_s none V>V
+0xFDA8 i32x4.extend_high_i16x8_s none V>V
+0xFDA9 i32x4.extend_low_i16x8_u none V>V
+0xFDAA i32x4.extend_high_i16x8_u none V>V
+0xFDAB i32x4.shl none Vi>V
+0xFDAC i32x4.shr_s none Vi>V
+0xFDAD i32x4.shr_u none Vi>V
+0xFDAE i32x4.add none VV>V
+0xFDB1 i32x4.sub none VV>V
+0xFDB5 i32x4.mul none VV>V
+0xFDB6 i32x4.min_s none VV>V
+0xFDB7 i32x4.min_u none VV>V
+0xFDB8 i32x4.max_s none VV>V
+0xFDB9 i32x4.max_u none VV>V
+0xFDBA i32x4.dot_i16x8_s none VV>V
+0xFDBC i32x4.extmul_low_i16x8_s none VV>V
+0xFDBD i32x4.extmul_high_i16x8_s none VV>V
+0xFDBE i32x4.extmul_low_i16x8_u none VV>V
+0xFDBF i32x4.extmul_high_i16x8_u none VV>V
+0xFDC0 i64x2.abs none V>V
+0xFDC1 i64x2.neg none V>V
+0xFDC3 i64x2.all_true none V>i
+0xFDC4 i64x2.bitmask none V>i
+0xFDC7 i64x2.extend_low_i32x4_s none V>V
+0xFDC8 i64x2.extend_high_i32x4_s none V>V
+0xFDC9 i64x2.extend_low_i32x4_u none V>V
+0xFDCA i64x2.extend_high_i32x4_u none V>V
+0xFDCB i64x2.shl none Vi>V
+0xFDCC i64x2.shr_s none Vi>V
+0xFDCD i64x2.shr_u none Vi>V
+0xFDCE i64x2.add none VV>V
+0xFDD1 i64x2.sub none VV>V
+0xFDD5 i64x2.mul none VV>V
+0xFDD6 i64x2.eq none VV>V
+0xFDD7 i64x2.ne none VV>V
+0xFDD8 i64x2.lt_s none VV>V
+0xFDD9 i64x2.gt_s none VV>V
+0xFDDA i64x2.le_s none VV>V
+0xFDDB i64x2.ge_s none VV>V
+0xFDDC i64x2.extmul_low_i32x4_s none VV>V
+0xFDDD i64x2.extmul_high_i32x4_s none VV>V
+0xFDDE i64x2.extmul_low_i32x4_u none VV>V
+0xFDDF i64x2.extmul_high_i32x4_u none VV>V
+0xFDE0 f32x4.abs none V>V
+0xFDE1 f32x4.neg none V>V
+0xFDE3 f32x4.sqrt none V>V
+0xFDE4 f32x4.add none VV>V
+0xFDE5 f32x4.sub none VV>V
+0xFDE6 f32x4.mul none VV>V
+0xFDE7 f32x4.div none VV>V
+0xFDE8 f32x4.min none VV>V
+0xFDE9 f32x4.max none VV>V
+0xFDEA f32x4.pmin none VV>V
+0xFDEB f32x4.pmax none VV>V
+0xFDEC f64x2.abs none V>V
+0xFDED f64x2.neg none V>V
+0xFDEF f64x2.sqrt none V>V
+0xFDF0 f64x2.add none VV>V
+0xFDF1 f64x2.sub none VV>V
+0xFDF2 f64x2.mul none VV>V
+0xFDF3 f64x2.div none VV>V
+0xFDF4 f64x2.min none VV>V
+0xFDF5 f64x2.max none VV>V
+0xFDF6 f64x2.pmin none VV>V
+0xFDF7 f64x2.pmax none VV>V
+0xFDF8 i32x4.trunc_sat_f32x4_s none V>V
+0xFDF9 i32x4.trunc_sat_f32x4_u none V>V
+0xFDFA f32x4.convert_i32x4_s none V>V
+0xFDFB f32x4.convert_i32x4_u none V>V
+0xFDFC i32x4.trunc_sat_f64x2_s_zero none V>V
+0xFDFD i32x4.trunc_sat_f64x2_u_zero none V>V
+0xFDFE f64x2.convert_low_i32x4_s none V>V
+0xFDFF f64x2.convert_low_i32x4_u none V>V
+"""
+
+_LETTER = {"i": ValType.I32, "I": ValType.I64, "f": ValType.F32, "F": ValType.F64, "V": ValType.V128}
 
 NAME: dict[int, str] = {}  # opcode -> mnemonic
 KIND: dict[int, str] = {}  # opcode -> immediate kind
 SIG: dict[int, tuple[tuple[ValType, ...], tuple[ValType, ...]]] = {}  # plain stack operators only
 BY_NAME: dict[str, int] = {}
 
-for _line in _TABLE.strip().splitlines():
+# Natural alignment (log2 of the access width in bytes) of every load and store.
+NATURAL_ALIGN: dict[int, int] = {}
+
+for _line in (_TABLE + _SIMD_TABLE).split("\n"):
     _parts = _line.split()
+    if not _parts:
+        continue
     _op = int(_parts[0], 16)
     NAME[_op], KIND[_op] = _parts[1], _parts[2]
     BY_NAME[_parts[1]] = _op
     if len(_parts) > 3:
         _p, _r = _parts[3].split(">")
         SIG[_op] = (tuple(_LETTER[c] for c in _p), tuple(_LETTER[c] for c in _r))
+    if len(_parts) > 4:
+        NATURAL_ALIGN[_op] = int(_parts[4])
 
-# Natural alignment (log2 of the access width in bytes) of every load and store.
-NATURAL_ALIGN: dict[int, int] = {}
 for _op, _name in NAME.items():
-    if KIND[_op] == "memarg":
+    if KIND[_op] == "memarg" and _op not in NATURAL_ALIGN:
         _suffix = _name.split(".")[1]
         _width = {"load8": 0, "load16": 1, "load32": 2, "store8": 0, "store16": 1, "store32": 2}.get(
             _suffix.split("_")[0])

@@ -1,4 +1,4 @@
-"""Validation of a decoded module (WebAssembly 2.0, SIMD aside).
+"""Validation of a decoded module (WebAssembly 2.0).
 
 Function bodies are checked with the operand/control stack algorithm of the spec's validation
 appendix, iteratively over the flat instruction list (no recursion, whatever the nesting depth).
@@ -8,12 +8,14 @@ offending index appended where there is one ("unknown local 3").
 """
 from __future__ import annotations
 
+import re
+
 import gc
 from typing import Sequence
 
 from . import ir
 from .errors import CompileError
-from .opcodes import KIND, NATURAL_ALIGN, SIG
+from .opcodes import BY_NAME, KIND, NAME, NATURAL_ALIGN, SIG
 from .opcodes import (BLOCK, BR, BR_IF, BR_TABLE, CALL, CALL_INDIRECT, DROP, ELSE, END, F32_CONST,
                       F64_CONST, GLOBAL_GET, GLOBAL_SET, I32_CONST, I64_CONST, IF, LOCAL_GET,
                       LOCAL_SET, LOCAL_TEE, LOOP, NOP, REF_FUNC, REF_IS_NULL, REF_NULL, RETURN, SELECT,
@@ -34,23 +36,37 @@ TABLE_INIT, ELEM_DROP, TABLE_COPY, TABLE_GROW, TABLE_SIZE, TABLE_FILL = (
 
 # Plain stack operators (constants and numeric ops): op -> (params popped last-first, results).
 _PLAIN: dict[int, tuple[tuple[ValType, ...], tuple[ValType, ...]]] = {
-    op: (tuple(reversed(p)), r) for op, (p, r) in SIG.items() if KIND[op] != "memarg" and KIND[op] != "memory"
+    op: (tuple(reversed(p)), r) for op, (p, r) in SIG.items()
+    if KIND[op] not in ("memarg", "memory", "lane", "memarg_lane", "shuffle")
 }
 _MEMARG: dict[int, tuple[tuple[ValType, ...], tuple[ValType, ...], int]] = {
     op: (tuple(reversed(SIG[op][0])), SIG[op][1], NATURAL_ALIGN[op]) for op in NATURAL_ALIGN
+    if KIND[op] == "memarg"
 }
-_CONST_OPS = {I32_CONST: I32, I64_CONST: I64, F32_CONST: F32, F64_CONST: F64}
+
+
+def _lanes(name: str) -> int:
+    """How many lanes a SIMD instruction's lane index picks from: its shape's, or 128 / the access width."""
+    shape = name.split(".")[0]
+    if shape == "v128":  # v128.loadN_lane / storeN_lane
+        return 128 // int(re.match(r"v128\.(?:load|store)(\d+)_lane", name).group(1))
+    return int(shape.split("x")[1])
+
+
+# SIMD instructions with a lane index: op -> (params popped last-first, results, lanes, natural
+# alignment or None when there is no memory access)
+_LANE_OPS: dict[int, tuple[tuple[ValType, ...], tuple[ValType, ...], int, int | None]] = {
+    op: (tuple(reversed(SIG[op][0])), SIG[op][1], _lanes(NAME[op]), NATURAL_ALIGN.get(op))
+    for op in SIG if KIND[op] in ("lane", "memarg_lane")
+}
+I8X16_SHUFFLE = BY_NAME["i8x16.shuffle"]
+_CONST_OPS = {I32_CONST: I32, I64_CONST: I64, F32_CONST: F32, F64_CONST: F64, BY_NAME["v128.const"]: V128}
 
 _MISMATCH = "type mismatch"
 
 
 def _err(pos: int | None, msg: str) -> CompileError:
     return CompileError(pos, msg)
-
-
-def _no_simd(types: Sequence[ValType], pos: int | None) -> None:
-    if V128 in types:
-        raise _err(pos, "SIMD is not supported")
 
 
 class _Context:
@@ -106,7 +122,6 @@ class _Context:
         if bt is None:
             return (), ()
         if isinstance(bt, ValType):
-            _no_simd((bt,), pos)
             return (), (bt,)
         ft = self.type_(bt, pos)
         return ft.params, ft.results
@@ -171,7 +186,6 @@ MAX_PARAMS = MAX_RESULTS = 1000
 
 def _validate(m: ir.Module) -> None:
     for ft in m.types:
-        _no_simd(ft.params + ft.results, None)
         if len(ft.params) > MAX_PARAMS or len(ft.results) > MAX_RESULTS:
             raise _err(None, f"function type with {len(ft.params)} params and {len(ft.results)} results: "
                              f"the limit is {MAX_PARAMS} of each")
@@ -184,12 +198,9 @@ def _validate(m: ir.Module) -> None:
             _check_table_type(imp.desc)
         elif imp.kind is ir.ExternKind.MEMORY:
             _check_memory_limits(imp.desc.limits)
-        else:
-            _no_simd((imp.desc.valtype,), None)
     for f in m.funcs:
         c.type_(f.type_idx, f.offset)
     for g in m.globals:
-        _no_simd((g.type.valtype,), None)
         c.const_expr(g.init, g.type.valtype, None)
     for t in m.tables:
         _check_table_type(t)
@@ -286,7 +297,6 @@ class _FuncValidator:
         c = self.c
         func = self.func
         ft = c.type_(func.type_idx, func.offset)
-        _no_simd(func.locals, func.offset)
         local_types = list(ft.params) + func.locals
         nlocals = len(local_types)
         has_memory = bool(c.mems)
@@ -330,6 +340,26 @@ class _FuncValidator:
                 for t in pops:
                     pop(t)
                 vals.extend(pushes)
+            elif op in _LANE_OPS:
+                pops, pushes, lanes, natural = _LANE_OPS[op]
+                lane = imm
+                if natural is not None:
+                    (align, _), lane = imm
+                    if not has_memory:
+                        c.memory(0, pos)
+                    if align > natural:
+                        raise _err(pos, "alignment must not be larger than natural")
+                if lane >= lanes:
+                    raise _err(pos, "invalid lane index")
+                for t in pops:
+                    pop(t)
+                vals.extend(pushes)
+            elif op == I8X16_SHUFFLE:
+                if max(imm) >= 32:
+                    raise _err(pos, "invalid lane index")
+                pop(V128)
+                pop(V128)
+                vals.append(V128)
             elif op == END:  # pop_ctrl, inlined
                 if frame[2]:
                     self.pop_vals(frame[2])
@@ -422,7 +452,6 @@ class _FuncValidator:
                 if len(imm) != 1:
                     raise _err(pos, "invalid result arity")
                 t = imm[0]
-                _no_simd(imm, pos)
                 pop(I32)
                 pop(t)
                 pop(t)

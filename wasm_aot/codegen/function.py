@@ -18,14 +18,16 @@ from ..types import FuncType, ValType
 from .layout import (F32, F64, I1, I8, I32, I64, PTR, RT, RT_FNTYPE, STRUCT, VALTYPE, Callee,
                      pack_results, unpack_results, wasm_fntype, zero)
 from .numeric import NUMERIC
+from .simd import SIMD, SIMD_IMM
 
 if TYPE_CHECKING:
     from .module import ModuleCodegen
 
 CTX = STRUCT["wa_ctx"]
 # consumes the value that keeps loads alive (FuncCodegen.keep): a comment, with side effects
-_KEEP_ASM = {t: ll.InlineAsm(ll.FunctionType(ll.VoidType(), [t]), "# wa: keep $0", "x" if t in (F32, F64) else "r",
-                             side_effect=True) for t in (I8, ll.IntType(16), I32, I64, F32, F64)}
+_KEEP_ASM = {t: ll.InlineAsm(ll.FunctionType(ll.VoidType(), [t]), "# wa: keep $0",
+                             "x" if t in (F32, F64, VALTYPE[ValType.V128]) else "r", side_effect=True)
+             for t in (I8, ll.IntType(16), I32, I64, F32, F64, VALTYPE[ValType.V128])}
 # The bits of a signalling-NaN constant, through an empty asm: LLVM cannot see that the value is a
 # NaN, so it cannot fold an operation on it (constant folding passes a signalling NaN through
 # unquieted), whether the constant is its operand or inlining or a local carries it there; the CPU
@@ -637,6 +639,7 @@ def _build_table() -> dict[int, Callable]:
         "table.size": FuncCodegen.table_size, "table.fill": FuncCodegen.table_fill,
     }
     by_name.update(_MEMORY_OPS)
+    by_name.update(SIMD_IMM)
     table: dict[int, Callable] = {}
     for code, name in op.NAME.items():
         if name in by_name:
@@ -645,6 +648,8 @@ def _build_table() -> dict[int, Callable]:
             table[code] = _GUARDED[name](NUMERIC[name])
         elif name in NUMERIC:
             table[code] = _numeric_lowering(NUMERIC[name], len(op.SIG[code][0]))
+        elif name in SIMD:
+            table[code] = _numeric_lowering(SIMD[name], len(op.SIG[code][0]))
         else:
             raise AssertionError(f"no lowering for {name}")
     return table

@@ -272,7 +272,7 @@ class Instance:
             return imm & 0xFFFFFFFF
         if name == "i64.const":
             return imm & 0xFFFFFFFFFFFFFFFF
-        if name in ("f32.const", "f64.const"):
+        if name in ("f32.const", "f64.const", "v128.const"):
             return imm
         if name == "ref.null":
             return 0

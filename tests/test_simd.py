@@ -1,0 +1,96 @@
+"""Fixed-width SIMD (v128) through the public API: arguments and results, host functions, globals,
+several results, call_indirect, memory traps; the spec testsuite's simd_* scripts cover the
+instructions themselves (tests/test_spec.py)."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+from conftest import wat
+
+import wasm_aot as wa
+
+SRC = """
+(module
+  (import "host" "twice" (func $twice (param v128) (result v128)))
+  (memory (export "memory") 1)
+  (global $g (export "g") (mut v128) (v128.const i32x4 1 2 3 4))
+  (table 1 funcref) (elem (i32.const 0) $add)
+  (type $vv (func (param v128 v128) (result v128)))
+  (func $add (export "add") (type $vv) (i32x4.add (local.get 0) (local.get 1)))
+  (func (export "via_table") (param v128 v128) (result v128)
+    (call_indirect (type $vv) (local.get 0) (local.get 1) (i32.const 0)))
+  (func (export "via_host") (param v128) (result v128) (call $twice (local.get 0)))
+  (func (export "split") (param v128) (result i64 v128 f32)
+    (i64x2.extract_lane 1 (local.get 0)) (local.get 0) (f32x4.extract_lane 0 (local.get 0)))
+  (func (export "load") (param i32) (result v128) (v128.load (local.get 0)))
+  (func (export "store") (param i32 v128) (v128.store (local.get 0) (local.get 1)))
+  (func (export "bump") (global.set $g (i32x4.add (global.get $g) (v128.const i32x4 1 1 1 1)))))
+"""
+
+
+def i32x4(*lanes: int) -> int:
+    """The v128 of four i32 lanes (each wrapped to 32 bits)."""
+    return int.from_bytes(struct.pack("<4I", *(x & 0xFFFFFFFF for x in lanes)), "little")
+
+
+def lanes(v: int) -> tuple:
+    return struct.unpack("<4i", v.to_bytes(16, "little"))
+
+
+@pytest.fixture(params=[dict(opt_level=0), dict(opt_level=2), dict(opt_level=2, bounds_checks=True)],
+                ids=["O0", "O2", "O2-bounds"])
+def inst(request):
+    def twice(v):
+        return i32x4(*(2 * x for x in lanes(v)))
+    mod = wa.compile(wat(SRC), **request.param)
+    return mod.instantiate({"host": {"twice": wa.Function(twice, wa.FuncType([wa.V128], [wa.V128]))}})
+
+
+def test_v128_arguments_results_and_host_functions(inst):
+    a, b = i32x4(1, -2, 3, 0x7FFFFFFF), i32x4(10, 20, -30, 1)
+    want = (11, 18, -27, -0x80000000)
+    assert lanes(inst.exports.add(a, b)) == want
+    assert lanes(inst.exports.via_table(a, b)) == want
+    assert lanes(inst.exports.via_host(a)) == (2, -4, 6, -2)
+    assert inst.func("add", wa.FuncType([wa.V128, wa.V128], [wa.V128])) is not None
+    assert inst.exports.add(wa.Value(wa.V128, a), b) == inst.exports.add(a, b)
+    # every bit of a v128 crosses, in both directions
+    for v in (0, (1 << 128) - 1, 0x8000_0000_0000_0000_0000_0000_0000_0001, 0x7FC0_0001 << 96):
+        assert inst.exports.add(v, 0) == v and inst.exports.via_host(v) == i32x4(*(2 * x for x in lanes(v)))
+
+
+def test_v128_with_other_results(inst):
+    v = int.from_bytes(struct.pack("<fIQ", 1.5, 7, 0xFFFF_0000_0000_0001), "little")
+    i, same, f = inst.exports.split(v)
+    assert (i, same, f) == (-0xFFFF_FFFF_FFFF, v, 1.5)
+
+
+def test_v128_globals(inst):
+    g = inst.exports.g
+    assert g.type == wa.GlobalType(wa.V128, True) and lanes(g.value) == (1, 2, 3, 4)
+    inst.exports.bump()
+    assert lanes(g.value) == (2, 3, 4, 5)
+    g.value = i32x4(-1, 0, 0, 9)
+    inst.exports.bump()
+    assert lanes(g.value) == (0, 1, 1, 10)
+
+
+def test_v128_memory_and_its_traps(inst):
+    inst.exports.store(65536 - 16, i32x4(5, 6, 7, 8))
+    assert lanes(inst.exports.load(65536 - 16)) == (5, 6, 7, 8)
+    assert bytes(inst.exports.memory.buffer[65536 - 16:65536 - 12]) == b"\5\0\0\0"
+    for addr in (65536 - 15, 65536, 0xFFFFFFF0):
+        with pytest.raises(wa.Trap) as ei:
+            inst.exports.load(addr)
+        assert ei.value.code is wa.TrapCode.MEMORY_OUT_OF_BOUNDS
+        with pytest.raises(wa.Trap):
+            inst.exports.store(addr, 1)
+    assert lanes(inst.exports.load(65536 - 16)) == (5, 6, 7, 8)  # the instance stays usable
+
+
+def test_v128_arguments_are_checked(inst):
+    for bad, exc in ((1 << 128, ValueError), (-(1 << 127) - 1, ValueError), (1.5, TypeError), ("x", TypeError),
+                     (wa.Value(wa.I64, 1), TypeError)):
+        with pytest.raises(exc):
+            inst.exports.add(bad, 0)
