@@ -94,3 +94,38 @@ def test_v128_arguments_are_checked(inst):
                      (wa.Value(wa.I64, 1), TypeError)):
         with pytest.raises(exc):
             inst.exports.add(bad, 0)
+
+
+NAN_SRC = """
+(module
+ (func (export "add0") (param v128) (result v128) (f32x4.add (local.get 0) (v128.const f32x4 -0 -0 -0 -0)))
+ (func (export "zero_sub") (param v128) (result v128) (f32x4.sub (v128.const f32x4 -0 -0 -0 -0) (local.get 0)))
+ (func (export "mul1") (param v128) (result v128) (f32x4.mul (local.get 0) (v128.const f32x4 1 1 1 1)))
+ (func (export "mul_neg1") (param v128) (result v128) (f32x4.mul (local.get 0) (v128.const f32x4 -1 -1 -1 -1)))
+ (func (export "sub0") (param v128) (result v128) (f64x2.sub (local.get 0) (v128.const f64x2 0 0)))
+ (func (export "div1") (param v128) (result v128) (f64x2.div (local.get 0) (v128.const f64x2 1 1)))
+ (func (export "min") (param v128) (result v128) (f32x4.min (local.get 0) (v128.const f32x4 -0 -0 -0 -0)))
+ (func (export "round_trip") (param v128) (result v128)
+   (f32x4.demote_f64x2_zero (f64x2.promote_low_f32x4 (local.get 0))))
+ (func (export "snan_const") (result v128)
+   (f32x4.add (v128.const i32x4 0x7fa00000 0x7fa00000 0x7fa00000 0x7fa00000) (v128.const f32x4 0 0 0 0))))
+"""
+
+
+@pytest.mark.parametrize("opt", [0, 2, 3])
+def test_float_lanes_quiet_a_signalling_nan(opt):
+    """Arithmetic on a signalling NaN gives a quiet one, even where LLVM would fold the operation
+    away (x + -0, x * 1, x - 0, x / 1, demote(promote x)) or fold a constant operand."""
+    inst = wa.compile(wat(NAN_SRC), opt_level=opt, cache=False).instantiate()
+    f32 = int.from_bytes(struct.pack("<4I", *[0x7FA00001] * 4), "little")
+    f64 = int.from_bytes(struct.pack("<2Q", *[0x7FF4000000000001] * 2), "little")
+    for name, arg, width in (("add0", f32, 32), ("zero_sub", f32, 32), ("mul1", f32, 32), ("mul_neg1", f32, 32),
+                             ("sub0", f64, 64), ("div1", f64, 64), ("min", f32, 32), ("round_trip", f32, 32),
+                             ("snan_const", None, 32)):
+        r = getattr(inst.exports, name)(*([] if arg is None else [arg]))
+        lanes_ = struct.unpack("<4I" if width == 32 else "<2Q", r.to_bytes(16, "little"))
+        if name == "round_trip":
+            lanes_ = lanes_[:2]
+        quiet = 1 << (22 if width == 32 else 51)
+        exp = (0xFF << 23) if width == 32 else (0x7FF << 52)
+        assert all(x & exp == exp and x & quiet for x in lanes_), (name, [hex(x) for x in lanes_])

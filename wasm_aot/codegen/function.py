@@ -18,7 +18,7 @@ from ..types import FuncType, ValType
 from .layout import (F32, F64, I1, I8, I32, I64, PTR, RT, RT_FNTYPE, STRUCT, VALTYPE, Callee,
                      pack_results, unpack_results, wasm_fntype, zero)
 from .numeric import NUMERIC
-from .simd import SIMD, SIMD_IMM
+from .simd import SIMD, SIMD_IMM, v128 as simd_v128, vec as simd_vec
 
 if TYPE_CHECKING:
     from .module import ModuleCodegen
@@ -33,6 +33,8 @@ _KEEP_ASM = {t: ll.InlineAsm(ll.FunctionType(ll.VoidType(), [t]), "# wa: keep $0
 # unquieted), whether the constant is its operand or inlining or a local carries it there; the CPU
 # computes the quiet NaN. (A quiet NaN constant folds to itself: an arithmetic NaN, as wasm wants.)
 _OPAQUE_ASM = {t: ll.InlineAsm(ll.FunctionType(t, [t]), "", "=r,0") for t in (I32, I64)}
+_OPAQUE_ASM[VALTYPE[ValType.V128]] = ll.InlineAsm(ll.FunctionType(VALTYPE[ValType.V128], [VALTYPE[ValType.V128]]),
+                                                  "", "=x,0")
 FUNCREF = STRUCT["wa_funcref"]
 TABLE = STRUCT["wa_table"]
 MEMORY = STRUCT["wa_memory"]
@@ -513,7 +515,15 @@ class FuncCodegen:
         if magnitude in (0, (1 << (it.width - 2)) - (1 << mant)):  # ±0, ±1
             self.fidentities.add(id(self.stack[-1]))
 
-    def canonicalize(self, v: ll.Value) -> ll.Value:
+    def opaque_asm(self, t: ll.Type) -> ll.InlineAsm:
+        return _OPAQUE_ASM[t]
+
+    def canonicalize(self, v: ll.Value, shape: str | None = None) -> ll.Value:
+        """v with a NaN quieted (`shape`: a v128 seen as f32x4 or f64x2 lanes)."""
+        if shape is not None:
+            lanes = simd_vec(self, v, shape)
+            name = f"llvm.canonicalize.{'v4f32' if shape == 'f32x4' else 'v2f64'}"
+            return simd_v128(self, self.b.call(self.intrinsic(name, lanes.type, [lanes.type]), [lanes]))
         return self.b.call(self.intrinsic(f"llvm.canonicalize.{'f32' if v.type == F32 else 'f64'}",
                                           v.type, [v.type]), [v])
 
@@ -645,7 +655,7 @@ def _build_table() -> dict[int, Callable]:
         if name in by_name:
             table[code] = by_name[name]
         elif name in _GUARDED:
-            table[code] = _GUARDED[name](NUMERIC[name])
+            table[code] = _GUARDED[name](NUMERIC[name] if name in NUMERIC else SIMD[name])
         elif name in NUMERIC:
             table[code] = _numeric_lowering(NUMERIC[name], len(op.SIG[code][0]))
         elif name in SIMD:
@@ -664,22 +674,23 @@ def _numeric_lowering(f: Callable, arity: int) -> Callable:
 # LLVM folds x-0, x*1, x/1, x*-1, -0-x, demote(promote x) to x or -x, which lets a signalling NaN
 # through unquieted; wasm wants a quiet NaN. Quieting every result would cost a multiply per
 # operation, so only these shapes (an operand that is a wasm constant ±0 or ±1) are canonicalized.
-def _guard_const_fold(f: Callable, identity_first: bool = True) -> Callable:
-    """identity_first: whether a ±0/±1 first operand can fold (not for div: 1/x is no identity)."""
+def _guard_const_fold(f: Callable, identity_first: bool = True, shape: str | None = None) -> Callable:
+    """identity_first: whether a ±0/±1 first operand can fold (not for div: 1/x is no identity);
+    shape: of a SIMD operator's lanes (its constants are v128.consts with such a lane)."""
     def lower(fc: FuncCodegen, _imm) -> None:
         args = fc.pop(2)
         r = f(fc, args)
         if id(args[1]) in fc.fidentities or (identity_first and id(args[0]) in fc.fidentities):
-            r = fc.canonicalize(r)
+            r = fc.canonicalize(r, shape)
         fc.stack.append(r)
     return lower
 
 
-def _guard_demote(f: Callable) -> Callable:
+def _guard_demote(f: Callable, shape: str | None = None) -> Callable:
     def lower(fc: FuncCodegen, _imm) -> None:
         a = fc.stack.pop()
         r = f(fc, [a])
-        fc.stack.append(fc.canonicalize(r) if id(a) in fc.promotes else r)
+        fc.stack.append(fc.canonicalize(r, shape) if id(a) in fc.promotes else r)
     return lower
 
 
@@ -694,6 +705,11 @@ _GUARDED = {f"{t}.{o}": _guard_const_fold for t in ("f32", "f64") for o in ("add
 _GUARDED.update({f"{t}.div": lambda f: _guard_const_fold(f, identity_first=False) for t in ("f32", "f64")})
 _GUARDED["f32.demote_f64"] = _guard_demote
 _GUARDED["f64.promote_f32"] = _mark_promote
+for _shape in ("f32x4", "f64x2"):
+    _GUARDED.update({f"{_shape}.{o}": lambda f, s=_shape: _guard_const_fold(f, shape=s) for o in ("add", "sub", "mul")})
+    _GUARDED[f"{_shape}.div"] = lambda f, s=_shape: _guard_const_fold(f, identity_first=False, shape=s)
+_GUARDED["f32x4.demote_f64x2_zero"] = lambda f: _guard_demote(f, "f32x4")
+_GUARDED["f64x2.promote_low_f32x4"] = _mark_promote
 
 
 LOWER = _build_table()

@@ -411,8 +411,24 @@ SIMD: dict[str, Lower] = _build()
 
 # ---- instructions with immediates: (fc, imm) on the operand stack -------------------------------
 
+def _float_lanes(bits: int) -> tuple[list[int], list[int]]:
+    """The magnitudes of a v128's bits seen as f32 lanes and as f64 lanes."""
+    return ([bits >> (32 * i) & 0x7FFFFFFF for i in range(4)],
+            [bits >> (64 * i) & 0x7FFFFFFFFFFFFFFF for i in range(2)])
+
+
 def _v128_const(fc: Any, bits: int) -> None:
-    fc.stack.append(ir.Constant(V128, [bits & (2 ** 64 - 1), bits >> 64]))
+    """As scalar float constants (FuncCodegen.float_const): a constant with a signalling-NaN lane goes
+    through an empty asm, so LLVM cannot fold an operation on it; one with a ±0 or ±1 lane is marked,
+    so the float operators it meets quiet their result (x + -0, x * 1... fold to x)."""
+    c: ir.Value = ir.Constant(V128, [bits & (2 ** 64 - 1), bits >> 64])
+    f32s, f64s = _float_lanes(bits)
+    if any(m > 0x7F800000 and not m >> 22 & 1 for m in f32s) or \
+            any(m > 0x7FF0000000000000 and not m >> 51 & 1 for m in f64s):
+        c = fc.b.call(fc.opaque_asm(V128), [c])
+    fc.stack.append(c)
+    if any(m in (0, 0x3F800000) for m in f32s) or any(m in (0, 0x3FF0000000000000) for m in f64s):
+        fc.fidentities.add(id(c))
 
 
 def _shuffle(fc: Any, lanes: tuple) -> None:
