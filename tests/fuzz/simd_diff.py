@@ -6,7 +6,7 @@ engines call each with the same operands, drawn from edge values and random bits
 must agree bit for bit, except that where wasmtime gives a NaN lane of a float operator, ours must be
 a quiet NaN (wasm lets the payload and sign vary). Needs the `wasmtime` package.
 
-    python tests/fuzz/simd_diff.py [CALLS_PER_OP] [SEED] [--opt N]
+    python tests/fuzz/simd_diff.py [CALLS_PER_OP] [SEED] [--opt N] [--cpu generic|native|NAME]
 """
 from __future__ import annotations
 
@@ -109,10 +109,11 @@ def main() -> int:
     ap.add_argument("calls", type=int, nargs="?", default=200)
     ap.add_argument("seed", type=int, nargs="?", default=1)
     ap.add_argument("--opt", type=int, default=2)
+    ap.add_argument("--cpu", default="native", help="wasm-aot's target CPU (generic: the architecture's baseline)")
     a = ap.parse_args()
     ops = operators()
     wasm = module(ops)
-    ours = wa.compile(wasm, opt_level=a.opt, cache=False).instantiate()
+    ours = wa.compile(wasm, opt_level=a.opt, cache=False, cpu=a.cpu).instantiate()
     store = wasmtime.Store()
     theirs = wasmtime.Instance(store, wasmtime.Module(store.engine, wasm), []).exports(store)
     r = random.Random(a.seed)
@@ -134,7 +135,7 @@ def main() -> int:
                 bad += 1
                 if bad <= 20:
                     print(f"{name}{tuple(hex(x) for x in args)}: ours {got:#x}, wasmtime {want:#x}")
-    print(f"{len(ops)} operators x {a.calls} calls at -O{a.opt}: {bad} disagreements")
+    print(f"{len(ops)} operators x {a.calls} calls at -O{a.opt} --cpu {a.cpu}: {bad} disagreements")
     return 1 if bad else 0
 
 
