@@ -263,16 +263,17 @@ def _bitselect(fx: Fx, args: list[ir.Value]) -> ir.Value:
 
 
 def _swizzle(fx: Fx, args: list[ir.Value]) -> ir.Value:
-    """Lane i of the result is a[s[i]], or 0 where s[i] >= 16 (no LLVM operation shuffles by a
-    variable index: lane by lane, which x86's pshufb would do in one where available)."""
+    """Lane i of the result is a[s[i]], or 0 where s[i] >= 16. LLVM has no shuffle by a variable
+    index, but x86's backend turns a vector built of a[k[i]] lane by lane into one pshufb (SSSE3): so
+    the lanes pick a[s[i] & 15], and a mask zeroes those whose index was out of range."""
     a, s = vec(fx, args[0], "i8x16"), vec(fx, args[1], "i8x16")
+    k = fx.b.and_(s, ir.Constant(s.type, [15] * 16))
     out = ir.Constant(a.type, None)
     for i in range(16):
-        k = fx.b.extract_element(s, ir.Constant(I32, i))
-        inside = fx.b.icmp_unsigned("<", k, ir.Constant(I8, 16))
-        v = fx.b.extract_element(a, fx.b.and_(k, ir.Constant(I8, 15)))
-        out = fx.b.insert_element(out, fx.b.select(inside, v, ir.Constant(I8, 0)), ir.Constant(I32, i))
-    return v128(fx, out)
+        lane = fx.b.extract_element(a, fx.b.extract_element(k, ir.Constant(I32, i)))
+        out = fx.b.insert_element(out, lane, ir.Constant(I32, i))
+    inside = fx.b.sext(fx.b.icmp_unsigned("<", s, ir.Constant(s.type, [16] * 16)), s.type)
+    return v128(fx, fx.b.and_(out, inside))
 
 
 def _splat(shape: str) -> Lower:
