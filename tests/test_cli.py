@@ -111,3 +111,23 @@ def test_inspect_escapes_odd_names(tmp_path):
     lines = r.stdout.splitlines()
     assert any(line.strip().startswith("'f\\nexports:") for line in lines) and "\x1b" not in r.stdout
     assert "  plain: () -> ()" in lines
+
+
+def test_run_with_v128_arguments_and_results(tmp_path):
+    """A v128 argument is an integer of 128 bits or lanes (SHAPE:lane0,lane1,...); a result prints as
+    32 hex digits."""
+    p = tmp_path / "v.wat"
+    p.write_text("""(module
+      (func (export "add") (param v128 v128) (result v128) (i32x4.add (local.get 0) (local.get 1)))
+      (func (export "sum") (param v128) (result i32 v128)
+        (i32.add (i32x4.extract_lane 0 (local.get 0)) (i32x4.extract_lane 3 (local.get 0))) (local.get 0)))""")
+    r = cli("run", str(p), "--invoke", "add", "i32x4:1,2,3,-1", "0x1")
+    assert (r.returncode, r.stdout) == (0, "0xffffffff000000030000000200000002\n"), r.stderr
+    r = cli("run", str(p), "--invoke", "sum", "i8x16:1,0,0,0,0,0,0,0,0,0,0,0,255,255,255,255")
+    assert (r.returncode, r.stdout) == (0, "0\n0xffffffff000000000000000000000001\n"), r.stderr
+    r = cli("run", str(p), "--invoke", "add", "f32x4:1,2,3,4.5", "340282366920938463463374607431768211455")
+    assert r.stdout == "0x408fffff403fffff3fffffff3f7fffff\n", r.stderr  # each lane - 1
+    for bad, why in (("i32x4:1,2", "i32x4 takes 4 lanes, got 2"), ("u8x16:1", "unknown v128 shape"),
+                     (str(1 << 128), "out of range")):
+        r = cli("run", str(p), "--invoke", "add", bad, "0")
+        assert r.returncode == 1 and why in r.stderr and "Traceback" not in r.stderr, r.stderr

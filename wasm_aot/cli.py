@@ -42,15 +42,46 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# v128 lanes written SHAPE:a,b,...: (struct format of one lane, lane count, parse)
+_LANES = {"i8x16": ("b", 16, int), "i16x8": ("h", 8, int), "i32x4": ("i", 4, int), "i64x2": ("q", 2, int),
+          "f32x4": ("f", 4, float), "f64x2": ("d", 2, float)}
+
+
+def _parse_v128(text: str) -> int:
+    """An integer of 128 bits (0x... or decimal), or lanes: i32x4:1,2,3,4 (lane 0 first)."""
+    import struct
+
+    shape, sep, lanes = text.partition(":")
+    if not sep:
+        return int(text, 0)
+    if shape not in _LANES:
+        raise ValueError(f"unknown v128 shape {shape!r} (one of {', '.join(_LANES)})")
+    fmt, n, parse = _LANES[shape]
+    values = [parse(x, 0) if parse is int else parse(x) for x in lanes.split(",")]
+    if len(values) != n:
+        raise ValueError(f"{shape} takes {n} lanes, got {len(values)}")
+    if fmt not in "fd":  # integer lanes: signed or unsigned, as in the text format
+        w = struct.calcsize(fmt) * 8
+        values = [x - (1 << w) if x >> (w - 1) == 1 else x for x in values]
+    try:
+        return int.from_bytes(struct.pack("<" + fmt * n, *values), "little")
+    except struct.error as e:
+        raise ValueError(f"{text}: {e}") from None
+
+
 def _parse_arg(text: str, t: ValType) -> Any:
     if t in (ValType.I32, ValType.I64):
         return int(text, 0)
     if t in (ValType.F32, ValType.F64):
         return float(text)
+    if t is ValType.V128:
+        return _parse_v128(text)
     raise Error(f"cannot pass a {t} argument from the command line")
 
 
-def _format(v: Any) -> str:
+def _format(v: Any, t: ValType) -> str:
+    if t is ValType.V128:
+        return f"0x{v:032x}"
     if isinstance(v, float):
         return repr(v)
     return str(v)
@@ -137,8 +168,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     except ValueError as e:
         raise Error(f"bad argument: {e}") from None
     r = f(*args)
-    for v in ([] if r is None else list(r) if isinstance(r, tuple) else [r]):
-        print(_format(v))
+    for v, t in zip([] if r is None else list(r) if isinstance(r, tuple) else [r], f.type.results):
+        print(_format(v, t))
     return 0
 
 
