@@ -167,7 +167,10 @@ def cmd_run(a: argparse.Namespace) -> int:
         args = [_parse_arg(s, t) for s, t in zip(a.args, f.type.params)]
     except ValueError as e:
         raise Error(f"bad argument: {e}") from None
-    r = f(*args)
+    try:
+        r = f(*args)
+    except (TypeError, ValueError) as e:  # (the call checks its arguments before any wasm runs)
+        raise Error(f"bad argument: {e}") from None
     for v, t in zip([] if r is None else list(r) if isinstance(r, tuple) else [r], f.type.results):
         print(_format(v, t))
     return 0
