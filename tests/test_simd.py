@@ -129,3 +129,26 @@ def test_float_lanes_quiet_a_signalling_nan(opt):
         quiet = 1 << (22 if width == 32 else 51)
         exp = (0xFF << 23) if width == 32 else (0x7FF << 52)
         assert all(x & exp == exp and x & quiet for x in lanes_), (name, [hex(x) for x in lanes_])
+
+
+@pytest.mark.parametrize("opt", [0, 1, 2, 3])
+def test_a_quieted_result_narrowed_by_llvm_compiles(opt):
+    """A float result quieted for an identity (x + 0) and then promoted from its low half: LLVM narrows
+    the quieting to two f32 lanes, and llvm.canonicalize of those aborted the process in x86's
+    instruction selection at -O1 and above (found by the fuzzer; quieting now uses integer operations)."""
+    src = """(module (memory (export "mem") 1)
+      (func (export "f")
+        (v128.store (i32.const 0)
+          (f64x2.promote_low_f32x4 (f32x4.add (v128.const f32x4 nan 1 2 3) (v128.const f32x4 0 0 0 0)))))
+      (func (export "g") (param i32) (local v128)
+        (local.set 1 (v128.const f32x4 1.0 1.0 1.0 1.0))
+        (v128.store (i32.const 16)
+          (f64x2.promote_low_f32x4
+            (f32x4.demote_f64x2_zero (f64x2.promote_low_f32x4 (f32x4.mul (v128.const f32x4 nan 1 1 1)
+                                                                         (local.get 1))))))))"""
+    inst = wa.compile(wat(src), opt_level=opt, cache=False).instantiate()
+    inst.exports.f()
+    inst.exports.g(0)
+    lo, hi, lo2, hi2 = struct.unpack("<4Q", inst.exports.mem.read(0, 32))
+    assert lo & 0x7FFFFFFFFFFFFFFF == 0x7FF8000000000000 and hi == 0x3FF0000000000000
+    assert lo2 & 0x7FF8000000000000 == 0x7FF8000000000000 and hi2 == 0x3FF0000000000000

@@ -18,7 +18,7 @@ from ..types import FuncType, ValType
 from .layout import (F32, F64, I1, I8, I32, I64, PTR, RT, RT_FNTYPE, STRUCT, VALTYPE, Callee,
                      pack_results, unpack_results, wasm_fntype, zero)
 from .numeric import NUMERIC
-from .simd import SIMD, SIMD_IMM, v128 as simd_v128, vec as simd_vec
+from .simd import SIMD, SIMD_IMM, quiet_nans
 
 if TYPE_CHECKING:
     from .module import ModuleCodegen
@@ -521,9 +521,7 @@ class FuncCodegen:
     def canonicalize(self, v: ll.Value, shape: str | None = None) -> ll.Value:
         """v with a NaN quieted (`shape`: a v128 seen as f32x4 or f64x2 lanes)."""
         if shape is not None:
-            lanes = simd_vec(self, v, shape)
-            name = f"llvm.canonicalize.{'v4f32' if shape == 'f32x4' else 'v2f64'}"
-            return simd_v128(self, self.b.call(self.intrinsic(name, lanes.type, [lanes.type]), [lanes]))
+            return quiet_nans(self, v, shape)
         return self.b.call(self.intrinsic(f"llvm.canonicalize.{'f32' if v.type == F32 else 'f64'}",
                                           v.type, [v.type]), [v])
 

@@ -288,19 +288,24 @@ def _splat(shape: str) -> Lower:
 
 # ---- floats -----------------------------------------------------------------------------------
 
+def quiet_nans(fx: Fx, v: ir.Value, shape: str) -> ir.Value:
+    """v (a v128 of f32x4 or f64x2 lanes) with the quiet bit set in its NaN lanes. With integer
+    operations, not llvm.canonicalize: x86's instruction selection aborts the process on a
+    canonicalize that LLVM has narrowed to two f32 lanes (as a promote_low of it does)."""
+    ishape = "i32x4" if shape == "f32x4" else "i64x2"
+    quiet = ir.Constant(_VEC[ishape], [1 << (22 if shape == "f32x4" else 51)] * SHAPES[ishape][1])
+    lanes = vec(fx, v, shape)
+    bits = vec(fx, v, ishape)
+    return v128(fx, fx.b.select(fx.b.fcmp_unordered("uno", lanes, lanes), fx.b.or_(bits, quiet), bits))
+
+
 def _fminmax(shape: str, which: str) -> Lower:
     """wasm's min/max: NaN if either is NaN, and -0 < +0, as LLVM's minimum/maximum; but a NaN comes
-    out of those as it went in, and wasm wants it quiet: the quiet bit is set in NaN lanes."""
+    out of those as it went in, and wasm wants it quiet."""
     pick = _binop_intrinsic(shape, which)
-    ishape = "i32x4" if shape == "f32x4" else "i64x2"
-    t, n = SHAPES[ishape]
-    quiet = ir.Constant(_VEC[ishape], [1 << (22 if shape == "f32x4" else 51)] * n)
 
     def lower(fx: Fx, args: list[ir.Value]) -> ir.Value:
-        r = pick(fx, args)
-        nan = fx.b.fcmp_unordered("uno", vec(fx, r, shape), vec(fx, r, shape))
-        bits = vec(fx, r, ishape)
-        return v128(fx, fx.b.select(nan, fx.b.or_(bits, quiet), bits))
+        return quiet_nans(fx, pick(fx, args), shape)
     return lower
 
 
