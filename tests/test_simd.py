@@ -107,6 +107,7 @@ NAN_SRC = """
  (func (export "min") (param v128) (result v128) (f32x4.min (local.get 0) (v128.const f32x4 -0 -0 -0 -0)))
  (func (export "round_trip") (param v128) (result v128)
    (f32x4.demote_f64x2_zero (f64x2.promote_low_f32x4 (local.get 0))))
+ (func (export "mul_splat1") (param v128) (result v128) (f32x4.mul (local.get 0) (f32x4.splat (f32.const 1))))
  (func (export "snan_const") (result v128)
    (f32x4.add (v128.const i32x4 0x7fa00000 0x7fa00000 0x7fa00000 0x7fa00000) (v128.const f32x4 0 0 0 0))))
 """
@@ -121,6 +122,7 @@ def test_float_lanes_quiet_a_signalling_nan(opt):
     f64 = int.from_bytes(struct.pack("<2Q", *[0x7FF4000000000001] * 2), "little")
     for name, arg, width in (("add0", f32, 32), ("zero_sub", f32, 32), ("mul1", f32, 32), ("mul_neg1", f32, 32),
                              ("sub0", f64, 64), ("div1", f64, 64), ("min", f32, 32), ("round_trip", f32, 32),
+                             ("mul_splat1", f32, 32),
                              ("snan_const", None, 32)):
         r = getattr(inst.exports, name)(*([] if arg is None else [arg]))
         lanes_ = struct.unpack("<4I" if width == 32 else "<2Q", r.to_bytes(16, "little"))

@@ -8,13 +8,31 @@ i32/i64 bit patterns (so sNaN payloads cross exactly), float results leave as *n
 lets arithmetic NaN payload/sign vary. Every place where NaN bits become observable inside the
 module (reinterpret, float store, copysign's sign source) goes through the same normalisation.
 Calls are bounded by a global $fuel (the harness sets it before each call), loops by counters.
+
+SIMD (on in a fraction SIMD_P of the modules, env WASM_AOT_FUZZ_SIMD, default 0.7): v128 values are
+generated under one of three generator types that say which of their bits are exact: "vx" (every bit
+exact), "vf32" / "vf64" (exact except NaN f32 / f64 lanes, whose sign and payload wasm lets vary:
+results of float lane arithmetic). Only operations that keep such NaNs whole NaNs of the same lane
+width apply to vf32/vf64 values (float lane arithmetic, abs/neg/pmin/pmax, whole-lane shuffles and
+selects); a vf32/vf64 value becomes vx only through a lane normalisation ($vn32/$vn64 or inline:
+NaN lanes -> 0x7fc00000 / 0x7f800001 class, as $cn32), a comparison, trunc_sat, or an extracted float
+lane (a scalar float, which the scalar rules handle). Signatures only use vx (call_indirect matches
+wasm types); exported wrappers pass a v128 as two i64 (lane 0, lane 1). v128 globals are not exported.
 """
 from __future__ import annotations
 
+import os
 import random
 import struct
 
 T = ("i32", "i64", "f32", "f64")
+V = ("vx", "vf32", "vf64")  # v128 generator types (see the docstring)
+SIMD_P = float(os.environ.get("WASM_AOT_FUZZ_SIMD", "0.7"))
+
+
+def wt(t):
+    """wasm type of a generator type"""
+    return "v128" if t in V else t
 M32 = 0xFFFFFFFF
 M64 = 0xFFFFFFFFFFFFFFFF
 
@@ -92,6 +110,38 @@ STORES = {"i32": [("i32.store", 4), ("i32.store8", 1), ("i32.store16", 2)],
           "f32": [("f32.store", 4)], "f64": [("f64.store", 8)]}
 
 
+# ---- SIMD ----
+ISHAPES = ("i8x16", "i16x8", "i32x4", "i64x2")
+LANES = {"i8x16": 16, "i16x8": 8, "i32x4": 4, "i64x2": 2, "f32x4": 4, "f64x2": 2}
+LBITS = {"i8x16": 8, "i16x8": 16, "i32x4": 32, "i64x2": 64, "f32x4": 32, "f64x2": 64}
+_CMP_SU = [f"{c}_{s}" for c in ("lt", "gt", "le", "ge") for s in "su"]
+IBIN = {
+    "i8x16": ["add", "sub", "add_sat_s", "add_sat_u", "sub_sat_s", "sub_sat_u", "min_s", "min_u", "max_s",
+              "max_u", "avgr_u", "eq", "ne", "narrow_i16x8_s", "narrow_i16x8_u", "swizzle"] + _CMP_SU,
+    "i16x8": ["add", "sub", "mul", "add_sat_s", "add_sat_u", "sub_sat_s", "sub_sat_u", "min_s", "min_u",
+              "max_s", "max_u", "avgr_u", "q15mulr_sat_s", "eq", "ne", "narrow_i32x4_s", "narrow_i32x4_u"]
+             + [f"extmul_{h}_i8x16_{s}" for h in ("low", "high") for s in "su"] + _CMP_SU,
+    "i32x4": ["add", "sub", "mul", "min_s", "min_u", "max_s", "max_u", "dot_i16x8_s", "eq", "ne"]
+             + [f"extmul_{h}_i16x8_{s}" for h in ("low", "high") for s in "su"] + _CMP_SU,
+    "i64x2": ["add", "sub", "mul", "eq", "ne", "lt_s", "gt_s", "le_s", "ge_s"]
+             + [f"extmul_{h}_i32x4_{s}" for h in ("low", "high") for s in "su"],
+}
+IUN = {
+    "i8x16": ["abs", "neg", "popcnt"],
+    "i16x8": ["abs", "neg", "extadd_pairwise_i8x16_s", "extadd_pairwise_i8x16_u"]
+             + [f"extend_{h}_i8x16_{s}" for h in ("low", "high") for s in "su"],
+    "i32x4": ["abs", "neg", "extadd_pairwise_i16x8_s", "extadd_pairwise_i16x8_u"]
+             + [f"extend_{h}_i16x8_{s}" for h in ("low", "high") for s in "su"],
+    "i64x2": ["abs", "neg"] + [f"extend_{h}_i32x4_{s}" for h in ("low", "high") for s in "su"],
+}
+FV_BIN = ["add", "sub", "mul", "div", "min", "max"]
+FV_UN = ["sqrt", "ceil", "floor", "trunc", "nearest", "abs", "neg"]
+V_LOADS = [("v128.load", 16), ("v128.load", 16), ("v128.load8x8_s", 8), ("v128.load8x8_u", 8),
+           ("v128.load16x4_s", 8), ("v128.load16x4_u", 8), ("v128.load32x2_s", 8), ("v128.load32x2_u", 8),
+           ("v128.load8_splat", 1), ("v128.load16_splat", 2), ("v128.load32_splat", 4), ("v128.load64_splat", 8),
+           ("v128.load32_zero", 4), ("v128.load64_zero", 8)]
+
+
 class Func:
     def __init__(self, idx, params, results):
         self.idx, self.params, self.results = idx, params, results
@@ -118,7 +168,17 @@ class Gen:
         return self.rtypes(0, 3)
 
     def rtypes(self, lo, hi):
-        return [self.ch(T) for _ in range(self.r.randint(lo, hi))]
+        return [self.gtype() for _ in range(self.r.randint(lo, hi))]
+
+    def gtype(self):
+        """a generator type: scalar, or (SIMD modules) sometimes a v128 one"""
+        if self.simd and self.p(0.25):
+            return self.ch(V)
+        return self.ch(T)
+
+    def sig_types(self, lo, hi):
+        """types for a function signature: v128 only as vx (call_indirect matches wasm types)"""
+        return [("vx" if self.simd and self.p(0.2) else self.ch(T)) for _ in range(self.r.randint(lo, hi))]
 
     def new_local(self, t):
         self.fn.locals.append(t)
@@ -132,6 +192,8 @@ class Gen:
 
     def const(self, t):
         r = self.r
+        if t in V:
+            return self.vconst(t)
         if t == "i32":
             v = self.ch(I32_EDGE) if self.p(0.6) else r.getrandbits(self.ch([4, 8, 16, 32]))
             if self.p(0.2):
@@ -202,7 +264,7 @@ class Gen:
         return self.ch([0, 0, 0, 0, 1, 2, 3, 4, 8, 12, 16, 32, 100, 255])
 
     def memarg(self, width, off):
-        al = self.ch([w for w in (1, 2, 4, 8) if w <= width])
+        al = self.ch([w for w in (1, 2, 4, 8, 16) if w <= width])
         s = f" offset={off}" if off else ""
         if self.p(0.5):
             s += f" align={al}"
@@ -215,7 +277,9 @@ class Gen:
             return self.const(t)
         if c < 0.85:
             return f"(local.get {self.local_of(t)})"
-        return f"(global.get $g{self.ch(self.globals_of[t])})"
+        if not self.globals_of[t]:
+            return self.const(t)
+        return f"(global.get {self.ch(self.globals_of[t])})"
 
     def e(self, t, d):
         if d <= 0 or self.p(0.12):
@@ -254,6 +318,10 @@ class Gen:
         return f"(i32.const {self.ch([0xFFFFFFFF, 0x10000] + big)})"
 
     def arith(self, t, d):
+        if t in V:
+            return self.varith(t, d)
+        if self.simd and self.p(0.1):
+            return self.from_simd(t, d)
         d1 = d - 1
         e = self.e
         c = self.r.random()
@@ -331,6 +399,8 @@ class Gen:
         return ""
 
     def load(self, t, d):
+        if t in V:
+            return self.vload(d)
         op, w = self.ch(LOADS[t])
         a, off = self.addr(w)
         return f"({op}{self.memarg(w, off)} {a})"
@@ -355,7 +425,7 @@ class Gen:
         return " ".join(self.e(t, d) for t in types)
 
     def res(self, types):
-        return f" (result {' '.join(types)})" if types else ""
+        return f" (result {' '.join(map(wt, types))})" if types else ""
 
     def stmts(self, d, n=None):
         if n is None:
@@ -408,14 +478,15 @@ class Gen:
                 f"(else {defaults}))")
 
     def call_expr(self, types, d):
-        """an expression of (exactly) `types` from a call, direct or indirect"""
-        types = list(types)
+        """an expression of (exactly) `types` from a call, direct or indirect (a vx result serves
+        where a vf32/vf64 is wanted)"""
+        types = ["vx" if t in V else t for t in types]
         cands = [f for f in self.funcs if f.results == types]
         if self.p(0.3) and self.table_size:
             # call_indirect with a type whose results are `types` (maybe not matching what the table holds)
             sigs = [s for s in self.sigs if list(s[1]) == types]
             if not sigs:
-                ps = self.rtypes(0, 3)
+                ps = self.sig_types(0, 3)
                 self.sigs.append((tuple(ps), tuple(types)))
                 sigs = [self.sigs[-1]]
             ps, rs = self.ch(sigs)
@@ -471,16 +542,18 @@ class Gen:
 
     def simple_stmt(self, d):
         c = self.r.random()
-        t = self.ch(T)
+        t = self.gtype()
         if c < 0.55:
             return f"(local.set {self.local_of(t)} {self.e(t, d)})"
-        if c < 0.8:
-            return f"(global.set $g{self.ch(self.globals_of[t])} {self.e(t, d)})"
+        if c < 0.8 and self.globals_of[t]:
+            return f"(global.set {self.ch(self.globals_of[t])} {self.e(t, d)})"
         if c < 0.9:
             return f"(drop {self.e(t, d)})"
         return self.store(d)
 
     def store(self, d):
+        if self.simd and self.p(0.3):
+            return self.vstore(d)
         t = self.ch(T)
         op, w = self.ch(STORES[t])
         a, off = self.addr(w)
@@ -531,25 +604,291 @@ class Gen:
         # br_table is unconditional: wrap in an if so code after it stays reachable
         return f"(if {self.e('i32', d - 1)} (then (br_table {' '.join(targets)} {dflt} {v} {idx})))"
 
+    # ---------- SIMD ----------
+    def lane_bits(self, shape):
+        """one lane's bits: edge values of the lane type, small or random"""
+        r = self.r
+        w = LBITS[shape]
+        if shape == "f32x4" or (shape == "i32x4" and self.p(0.3)):
+            if self.p(0.25):
+                return self.ch([0, 0x80000000, 0x3F800000, 0xBF800000])  # ±0, ±1: foldable identities
+            b = self.ch(F32_EDGE) if self.p(0.7) else r.getrandbits(32)
+            return b ^ (0x80000000 if self.p(0.1) else 0)
+        if shape == "f64x2" or (shape == "i64x2" and self.p(0.3)):
+            if self.p(0.25):
+                return self.ch([0, 1 << 63, 0x3FF0000000000000, 0xBFF0000000000000])
+            b = self.ch(F64_EDGE) if self.p(0.7) else r.getrandbits(64)
+            return b ^ ((1 << 63) if self.p(0.1) else 0)
+        if self.p(0.6):
+            v = self.ch(I64_EDGE if w == 64 else I32_EDGE)
+        else:
+            v = r.getrandbits(self.ch([w, w, 4, w // 2]))
+        if self.p(0.2):
+            v = -v
+        return v & ((1 << w) - 1)
+
+    def vconst(self, t):
+        if t == "vf32" or (t == "vx" and self.p(0.2)):
+            shape = "f32x4"
+        elif t == "vf64" or (t == "vx" and self.p(0.2)):
+            shape = "f64x2"
+        else:
+            shape = self.ch(ISHAPES)
+        n = LANES[shape]
+        if self.p(0.4):
+            lanes = [self.lane_bits(shape)] * n
+        else:
+            lanes = [self.lane_bits(shape) for _ in range(n)]
+        if shape[0] == "f":
+            txt = " ".join(fconst_text("f32" if shape == "f32x4" else "f64", b) for b in lanes)
+        else:
+            txt = " ".join(f"0x{b:x}" if LBITS[shape] > 8 else str(b) for b in lanes)
+        return f"(v128.const {shape} {txt})"
+
+    def vopnd(self, t, d):
+        """an operand: often a constant (LLVM folds with it)"""
+        return self.vconst(t) if self.p(0.15) else self.e(t, d)
+
+    def varith(self, t, d):
+        if t == "vx":
+            return self.vx_op(d)
+        return self.vf_op("f32" if t == "vf32" else "f64", t, d)
+
+    def vshuffle(self, a, b, lane_bytes=1):
+        """i8x16.shuffle; lane_bytes > 1 moves whole lanes of that width"""
+        n = 16 // lane_bytes
+        c = self.r.random()
+        if c < 0.15:
+            idx = list(range(n))  # identity of a
+        elif c < 0.25:
+            idx = [self.r.randrange(2 * n)] * n  # broadcast
+        elif c < 0.35:
+            idx = [i // 2 + (n if i % 2 else 0) for i in range(n)]  # interleave low halves
+        elif c < 0.45:
+            idx = [n - 1 - i for i in range(n)]  # reverse
+        else:
+            idx = [self.r.randrange(2 * n) for _ in range(n)]
+        bytes_ = [k * lane_bytes + j for k in idx for j in range(lane_bytes)]
+        return f"(i8x16.shuffle {' '.join(map(str, bytes_))} {a} {b})"
+
+    def lane_mask(self, bits, d):
+        """a vx whose lanes of `bits` bits are each all ones or all zeros"""
+        d1 = d - 1
+        if bits == 32:
+            if self.p(0.5):
+                return f"(f32x4.{self.ch(F_CMP)} {self.e('vf32', d1)} {self.vopnd('vf32', d1)})"
+            return f"(i32x4.{self.ch(['eq', 'ne'] + _CMP_SU)} {self.e('vx', d1)} {self.vopnd('vx', d1)})"
+        if self.p(0.5):
+            return f"(f64x2.{self.ch(F_CMP)} {self.e('vf64', d1)} {self.vopnd('vf64', d1)})"
+        return f"(i64x2.{self.ch(['eq', 'ne', 'lt_s', 'gt_s', 'le_s', 'ge_s'])} {self.e('vx', d1)} {self.vopnd('vx', d1)})"
+
+    def vnorm(self, fl, x):
+        """vx from a vf32/vf64 expression x: NaN lanes normalised (quiet bit kept)"""
+        b = 32 if fl == "f32" else 64
+        if self.p(0.6):
+            return f"(call $vn{b} {x})"
+        loc = self.new_local("vf32" if fl == "f32" else "vf64")
+        sh, ish = ("f32x4", "i32x4") if fl == "f32" else ("f64x2", "i64x2")
+        n = 4 if fl == "f32" else 2
+        q, qn, sn = (0x400000, 0x7FC00000, 0x7F800001) if fl == "f32" else \
+            (0x8000000000000, 0x7FF8000000000000, 0x7FF0000000000001)
+        L = f"(local.get {loc})"
+        splat = lambda v: f"(v128.const {ish} {' '.join([hex(v)] * n)})"
+        canon = (f"(v128.bitselect {splat(qn)} {splat(sn)} "
+                 f"({ish}.ne (v128.and {L} {splat(q)}) (v128.const i64x2 0 0)))")
+        if self.p(0.5):
+            body = f"(v128.bitselect {canon} {L} ({sh}.ne {L} {L}))"
+        else:
+            body = f"(v128.bitselect {L} {canon} ({sh}.eq {L} {L}))"
+        return f"(block (result v128) (local.set {loc} {x}) {body})"
+
+    def vx_op(self, d):
+        d1 = d - 1
+        e, o = self.e, self.vopnd
+        c = self.r.random()
+        if c < 0.28:
+            sh = self.ch(ISHAPES)
+            op = self.ch(IBIN[sh])
+            if op == "swizzle":
+                idx = o("vx", d1) if self.p(0.5) else f"(v128.and {o('vx', d1)} (v128.const i8x16 {' '.join(['31'] * 16)}))"
+                return f"(i8x16.swizzle {o('vx', d1)} {idx})"
+            return f"({sh}.{op} {o('vx', d1)} {o('vx', d1)})"
+        if c < 0.37:
+            sh = self.ch(ISHAPES)
+            return f"({sh}.{self.ch(IUN[sh])} {o('vx', d1)})"
+        if c < 0.44:
+            sh = self.ch(ISHAPES)
+            n = self.ch([f"(i32.const {self.ch([0, 1, 7, 8, 15, 16, 31, 32, 63, 64, 65, 0xFFFFFFFF])})",
+                         self.e("i32", d1)])
+            return f"({sh}.{self.ch(['shl', 'shr_s', 'shr_u'])} {o('vx', d1)} {n})"
+        if c < 0.50:
+            k = self.r.random()
+            if k < 0.15:
+                return f"(v128.not {e('vx', d1)})"
+            if k < 0.4:
+                return f"(v128.bitselect {o('vx', d1)} {o('vx', d1)} {o('vx', d1)})"
+            return f"(v128.{self.ch(['and', 'or', 'xor', 'andnot'])} {o('vx', d1)} {o('vx', d1)})"
+        if c < 0.56:
+            return self.vshuffle(o("vx", d1), o("vx", d1))
+        if c < 0.63:
+            sh = self.ch(ISHAPES)
+            st = "i64" if sh == "i64x2" else "i32"
+            if self.p(0.5):
+                return f"({sh}.splat {e(st, d1)})"
+            return f"({sh}.replace_lane {self.r.randrange(LANES[sh])} {e('vx', d1)} {e(st, d1)})"
+        if c < 0.78:
+            # float lane operators with exact results
+            fl = self.ch(["f32", "f64"])
+            sh, vt = ("f32x4", "vf32") if fl == "f32" else ("f64x2", "vf64")
+            k = self.r.random()
+            if k < 0.3:
+                return f"({sh}.{self.ch(F_CMP)} {e(vt, d1)} {o(vt, d1)})"
+            if k < 0.5:
+                if fl == "f32":
+                    return f"(i32x4.trunc_sat_f32x4_{self.ch('su')} {e(vt, d1)})"
+                return f"(i32x4.trunc_sat_f64x2_{self.ch('su')}_zero {e(vt, d1)})"
+            if k < 0.65:
+                if fl == "f32":
+                    return f"(f32x4.convert_i32x4_{self.ch('su')} {o('vx', d1)})"
+                return f"(f64x2.convert_low_i32x4_{self.ch('su')} {o('vx', d1)})"
+            if k < 0.85:  # bit-exact on exact operands
+                if self.p(0.5):
+                    return f"({sh}.{self.ch(['abs', 'neg'])} {o('vx', d1)})"
+                return f"({sh}.{self.ch(['pmin', 'pmax'])} {o('vx', d1)} {o('vx', d1)})"
+            if self.p(0.5):
+                return f"({sh}.splat {self.norm_float(fl, e(fl, d1))})"
+            return f"({sh}.replace_lane {self.r.randrange(LANES[sh])} {e('vx', d1)} {self.norm_float(fl, e(fl, d1))})"
+        if c < 0.93:
+            fl = self.ch(["f32", "f64"])
+            return self.vnorm(fl, e("vf32" if fl == "f32" else "vf64", d1))
+        return self.vload(d)
+
+    def vf_op(self, fl, t, d):
+        """a vf32 / vf64: float lane arithmetic and what keeps its NaN lanes whole"""
+        d1 = d - 1
+        e, o = self.e, self.vopnd
+        sh = "f32x4" if fl == "f32" else "f64x2"
+        lb = 4 if fl == "f32" else 8
+        c = self.r.random()
+        if c < 0.30:
+            a, b = e(t, d1), o(t, d1)
+            if self.p(0.2):
+                a, b = b, a
+            return f"({sh}.{self.ch(FV_BIN)} {a} {b})"
+        if c < 0.36:
+            # identity-ish constant through a local (not a direct const operand)
+            loc = self.new_local(t)
+            one = self.ch(["1.0", "-1.0", "0.0", "-0.0", "1.0"])
+            op = self.ch(["mul", "mul", "div", "add", "sub"])
+            return (f"(block (result v128) (local.set {loc} (v128.const {sh} {' '.join([one] * (16 // lb))})) "
+                    f"{self.maybe_split(d1)}({sh}.{op} {e(t, d1)} (local.get {loc})))")
+        if c < 0.48:
+            return f"({sh}.{self.ch(FV_UN)} {e(t, d1)})"
+        if c < 0.53:
+            return f"({sh}.{self.ch(['pmin', 'pmax'])} {o(t, d1)} {o(t, d1)})"
+        if c < 0.61:
+            if fl == "f32":
+                if self.p(0.3):
+                    return f"(f32x4.demote_f64x2_zero (f64x2.promote_low_f32x4 {e('vf32', d1)}))"
+                return f"(f32x4.demote_f64x2_zero {e('vf64', d1)})"
+            return f"(f64x2.promote_low_f32x4 {e('vf32', d1)})"
+        if c < 0.69:
+            if self.p(0.5):
+                return f"({sh}.splat {e(fl, d1)})"
+            return f"({sh}.replace_lane {self.r.randrange(16 // lb)} {e(t, d1)} {e(fl, d1)})"
+        if c < 0.75:
+            return self.vshuffle(o(t, d1), o(t, d1), lb)
+        if c < 0.83:
+            m = self.lane_mask(lb * 8, d1)
+            k = self.r.random()
+            if k < 0.6:
+                return f"(v128.bitselect {o(t, d1)} {o(t, d1)} {m})"
+            if k < 0.8:
+                return f"(v128.and {e(t, d1)} {m})"
+            return f"(v128.andnot {e(t, d1)} {m})"
+        if c < 0.89:
+            # sign bit operations (the sign source exact: copysign)
+            ish = "i32x4" if fl == "f32" else "i64x2"
+            n = 16 // lb
+            s = 1 << (lb * 8 - 1)
+            sm = f"(v128.const {ish} {' '.join([hex(s)] * n)})"
+            k = self.r.random()
+            if k < 0.4:
+                return f"(v128.bitselect {o('vx', d1)} {e(t, d1)} {sm})"
+            if k < 0.7:
+                return f"(v128.and {e(t, d1)} (v128.const {ish} {' '.join([hex(s - 1)] * n)}))"
+            return f"(v128.xor {e(t, d1)} {sm})"
+        if c < 0.93:
+            if fl == "f32":
+                return f"(f32x4.convert_i32x4_{self.ch('su')} {o('vx', d1)})"
+            return f"(f64x2.convert_low_i32x4_{self.ch('su')} {o('vx', d1)})"
+        return e("vx", d1)
+
+    def vload(self, d):
+        if self.p(0.2):
+            w = self.ch([1, 2, 4, 8])
+            a, off = self.addr(w)
+            return (f"(v128.load{8 * w}_lane{self.memarg(w, off)} {self.r.randrange(16 // w)} {a} "
+                    f"{self.e('vx', d - 1)})")
+        op, w = self.ch(V_LOADS)
+        a, off = self.addr(w)
+        return f"({op}{self.memarg(w, off)} {a})"
+
+    def vstore(self, d):
+        if self.p(0.4):
+            w = self.ch([1, 2, 4, 8])
+            a, off = self.addr(w)
+            return (f"(v128.store{8 * w}_lane{self.memarg(w, off)} {self.r.randrange(16 // w)} {a} "
+                    f"{self.e('vx', max(0, d - 1))})")
+        a, off = self.addr(16)
+        return f"(v128.store{self.memarg(16, off)} {a} {self.e('vx', max(0, d - 1))})"
+
+    def from_simd(self, t, d):
+        """a scalar observed from a v128"""
+        d1 = d - 1
+        if t == "i32":
+            c = self.r.random()
+            if c < 0.45:
+                sh = self.ch(["i8x16", "i16x8", "i32x4"])
+                sfx = "" if sh == "i32x4" else "_" + self.ch("su")
+                return f"({sh}.extract_lane{sfx} {self.r.randrange(LANES[sh])} {self.e('vx', d1)})"
+            if c < 0.6:
+                return f"(v128.any_true {self.e('vx', d1)})"
+            if c < 0.8:
+                return f"({self.ch(ISHAPES)}.all_true {self.e('vx', d1)})"
+            return f"({self.ch(ISHAPES)}.bitmask {self.e('vx', d1)})"
+        if t == "i64":
+            return f"(i64x2.extract_lane {self.r.randrange(2)} {self.e('vx', d1)})"
+        if t == "f32":
+            return f"(f32x4.extract_lane {self.r.randrange(4)} {self.e('vf32', d1)})"
+        return f"(f64x2.extract_lane {self.r.randrange(2)} {self.e('vf64', d1)})"
+
     # ---------- module ----------
     def module(self):
         r = self.r
         self.safe = self.p(0.6)
+        self.simd = self.p(SIMD_P)
         self.pages = self.ch([1, 1, 1, 2])
         maxp = self.maxp = self.ch([None, self.pages, self.pages + 1, self.pages + 3, 10])
         nf = r.randint(2, max(2, int(5 * self.size)))
-        self.funcs = [Func(i, self.rtypes(0, 4), self.results_types() if self.p(0.9) else []) for i in range(nf)]
+        self.funcs = [Func(i, self.sig_types(0, 4), self.sig_types(0, 3) if self.p(0.9) else []) for i in range(nf)]
         self.sigs = []
         for f in self.funcs:
             s = (tuple(f.params), tuple(f.results))
             if s not in self.sigs:
                 self.sigs.append(s)
         self.globals = []
-        self.globals_of = {t: [] for t in T}
+        self.globals_of = {t: [] for t in T + V}
         for t in T:
             for _ in range(r.randint(1, 2)):
-                self.globals_of[t].append(len(self.globals))
+                self.globals_of[t].append(f"$g{len(self.globals)}")
                 self.globals.append(t)
+        self.vglobals = []  # (not exported: wasmtime's Python API reads no v128)
+        if self.simd:
+            for t in V:
+                for _ in range(r.randint(0, 1)):
+                    self.globals_of[t].append(f"$v{len(self.vglobals)}")
+                    self.vglobals.append(t)
         self.table_size = r.randint(0, nf + 2)
         self.loopcnt = {}
         bodies = []
@@ -558,15 +897,17 @@ class Gen:
             body = self.stmts(self.depth(), r.randint(1, max(1, int(5 * self.size))))
             if f.results:
                 body += " " + self.vals(f.results, self.depth())
-            decl_locals = " ".join(f.locals[len(f.params):])
+            decl_locals = " ".join(map(wt, f.locals[len(f.params):]))
             bodies.append(f"(func $f{f.idx} (type $s{self.sigs.index((tuple(f.params), tuple(f.results)))}) "
                           f"{'(local ' + decl_locals + ')' if decl_locals else ''}\n  {body})")
         out = ["(module"]
         for i, (ps, rs) in enumerate(self.sigs):
-            out.append(f"(type $s{i} (func (param {' '.join(ps)}) (result {' '.join(rs)})))")
+            out.append(f"(type $s{i} (func (param {' '.join(map(wt, ps))}) (result {' '.join(map(wt, rs))})))")
         out.append(f"(memory (export \"mem\") {self.pages}{'' if maxp is None else ' ' + str(maxp)})")
         for i, t in enumerate(self.globals):
             out.append(f"(global $g{i} (export \"g{i}\") (mut {t}) {self.const(t)})")
+        for i, t in enumerate(self.vglobals):
+            out.append(f"(global $v{i} (mut v128) {self.const(t)})")
         out.append("(global $fuel (export \"fuel\") (mut i32) (i32.const 0))")
         out.append(f"(table $tab {self.table_size} funcref)")
         if self.table_size:
@@ -580,23 +921,40 @@ class Gen:
             esc = "".join("\\%02x" % b for b in data)
             out.append(f'(data (i32.const {off}) "{esc}")')
         out.append(CN_FUNCS)
+        if self.simd:
+            out.append(VN_FUNCS)
         out += bodies
         exports = []
         for f in self.funcs:
-            wp = ["i32" if t in ("i32", "f32") else "i64" for t in f.params]
-            wr = ["i32" if t in ("i32", "f32") else "i64" for t in f.results]
-            args = " ".join(f"(local.get {i})" if t in ("i32", "i64") else
-                            f"({t}.reinterpret_{'i32' if t == 'f32' else 'i64'} (local.get {i}))"
-                            for i, t in enumerate(f.params))
-            nl = len(f.params)
+            # a v128 (vx) crosses as two i64: lane 0, lane 1
+            wp, wr, args = [], [], []
+            for t in f.params:
+                i = len(wp)
+                if t == "vx":
+                    wp += ["i64", "i64"]
+                    args.append(f"(i64x2.replace_lane 1 (i64x2.splat (local.get {i})) (local.get {i + 1}))")
+                    continue
+                wp.append("i32" if t in ("i32", "f32") else "i64")
+                args.append(f"(local.get {i})" if t in ("i32", "i64") else
+                            f"({t}.reinterpret_{'i32' if t == 'f32' else 'i64'} (local.get {i}))")
+            args = " ".join(args)
+            nl = len(wp)
             tmp = [nl + i for i in range(len(f.results))]
             sets = " ".join(f"(local.set {tmp[i]})" for i in reversed(range(len(f.results))))
-            gets = " ".join(f"(local.get {tmp[i]})" if t in ("i32", "i64") else self.norm_bits(t, f"(local.get {tmp[i]})")
-                            for i, t in enumerate(f.results))
-            lcl = f"(local {' '.join(f.results)})" if f.results else ""
+            gets = []
+            for i, t in enumerate(f.results):
+                if t == "vx":
+                    wr += ["i64", "i64"]
+                    gets.append(f"(i64x2.extract_lane 0 (local.get {tmp[i]})) (i64x2.extract_lane 1 (local.get {tmp[i]}))")
+                    continue
+                wr.append("i32" if t in ("i32", "f32") else "i64")
+                gets.append(f"(local.get {tmp[i]})" if t in ("i32", "i64") else self.norm_bits(t, f"(local.get {tmp[i]})"))
+            gets = " ".join(gets)
+            lcl = f"(local {' '.join(map(wt, f.results))})" if f.results else ""
             out.append(f"(func (export \"e{f.idx}\") (param {' '.join(wp)}) (result {' '.join(wr)}) {lcl} "
                        f"(call $f{f.idx} {args}) {sets} {gets})")
-            exports.append((f"e{f.idx}", wp, wr, list(f.params), list(f.results)))
+            exports.append((f"e{f.idx}", wp, wr, ["v128" if t == "vx" else t for t in f.params],
+                            ["v128" if t == "vx" else t for t in f.results]))
         out.append(")")
         meta = {"exports": exports, "globals": self.globals, "seed": self.seed}
         return "\n".join(out), meta
@@ -611,6 +969,23 @@ CN_FUNCS = """(func $cn32 (param i32) (result i32)
 (func $cn64 (param i64) (result i64)
   (select (i64.or (i64.const 0x7ff0000000000000) (select (i64.const 0x8000000000000) (i64.const 1) (i64.ne (i64.and (local.get 0) (i64.const 0x8000000000000)) (i64.const 0))))
           (local.get 0) (i64.gt_u (i64.and (local.get 0) (i64.const 0x7fffffffffffffff)) (i64.const 0x7ff0000000000000))))"""
+
+
+# NaN lanes -> 0x7fc00000 (quiet) / 0x7f800001 (signalling), as $cn32/$cn64 per lane
+VN_FUNCS = """(func $vn32 (param v128) (result v128)
+  (v128.bitselect
+    (v128.bitselect (v128.const i32x4 0x7fc00000 0x7fc00000 0x7fc00000 0x7fc00000)
+                    (v128.const i32x4 0x7f800001 0x7f800001 0x7f800001 0x7f800001)
+                    (i32x4.ne (v128.and (local.get 0) (v128.const i32x4 0x400000 0x400000 0x400000 0x400000))
+                              (v128.const i32x4 0 0 0 0)))
+    (local.get 0) (f32x4.ne (local.get 0) (local.get 0))))
+(func $vn64 (param v128) (result v128)
+  (v128.bitselect
+    (v128.bitselect (v128.const i64x2 0x7ff8000000000000 0x7ff8000000000000)
+                    (v128.const i64x2 0x7ff0000000000001 0x7ff0000000000001)
+                    (i64x2.ne (v128.and (local.get 0) (v128.const i64x2 0x8000000000000 0x8000000000000))
+                              (v128.const i64x2 0 0)))
+    (local.get 0) (f64x2.ne (local.get 0) (local.get 0))))"""
 
 
 def gen_module(seed, size=1.0):

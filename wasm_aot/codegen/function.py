@@ -692,6 +692,16 @@ def _guard_demote(f: Callable, shape: str | None = None) -> Callable:
     return lower
 
 
+def _mark_splat(f: Callable) -> Callable:
+    """The splat of a ±0/±1 float constant is a v128 identity constant too."""
+    def lower(fc: FuncCodegen, _imm) -> None:
+        a = fc.stack.pop()
+        fc.stack.append(f(fc, [a]))
+        if id(a) in fc.fidentities:
+            fc.fidentities.add(id(fc.stack[-1]))
+    return lower
+
+
 def _mark_promote(f: Callable) -> Callable:
     def lower(fc: FuncCodegen, _imm) -> None:
         fc.stack.append(f(fc, [fc.stack.pop()]))
@@ -708,6 +718,7 @@ for _shape in ("f32x4", "f64x2"):
     _GUARDED[f"{_shape}.div"] = lambda f, s=_shape: _guard_const_fold(f, identity_first=False, shape=s)
 _GUARDED["f32x4.demote_f64x2_zero"] = lambda f: _guard_demote(f, "f32x4")
 _GUARDED["f64x2.promote_low_f32x4"] = _mark_promote
+_GUARDED["f32x4.splat"] = _GUARDED["f64x2.splat"] = _mark_splat
 
 
 LOWER = _build_table()
