@@ -267,11 +267,6 @@ def _check_target(rec: tuple, head: bytes | None, where: str) -> None:
     _targets_ok.add(target)
 
 
-def read_metadata(data: bytes, where: str, key: bytes | None = None) -> dict:
-    """The metadata of an artifact's bytes, once checked (nothing is linked)."""
-    return verify(data, where, key).meta
-
-
 def verify_file(path: str, key: bytes | None = None) -> Verified:
     """Copy the file at `path` once and check the copy (nothing is linked yet): what is checked is
     exactly what map_artifact links, so swapping the file afterwards changes nothing."""

@@ -6,11 +6,10 @@ allocates what is its own. The description (the JSON) is parsed only if someone 
 """
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any, Callable
 
-from ..metadata import _VALTYPES, decode_indices, extern_from_record, indices_from_bytes
+from ..metadata import _VALTYPES, decode_indices, extern_from_record, indices_from_bytes, loads
 from ..types import FuncType
 from .runtime import ffi, lib
 
@@ -49,8 +48,8 @@ class Plan:
 
     __slots__ = ("imports", "import_kinds", "nimported", "ndefined", "type_ids", "defined_type_index",
                  "memories", "tables", "globals", "datas", "data_sizes", "elems", "elem_funcs", "exports",
-                 "func_types", "start", "bounds_checks", "ntypes", "refs", "refs_count", "_type_records", "_types", "_func_types_raw",
-                 "_description")
+                 "func_types", "start", "bounds_checks", "ntypes", "refs", "refs_count", "_type_records",
+                 "_types", "_func_types_raw", "_description")
 
     def __init__(self, rec: tuple) -> None:
         (_, _, _, _, types, imports, func_types, tables, memories, globals_, exports, start, elems, datas,
@@ -61,7 +60,7 @@ class Plan:
         self.func_types: Any = indices_from_bytes(func_types)  # per function, its type index
         # (the array below points into the record's bytes, kept here)
         self._func_types_raw = ffi.from_buffer("uint32_t[]", self.func_types) if func_types else ffi.NULL
-        if func_types and lib.wa_max_u32(self._func_types_raw, len(self.func_types)) >= self.ntypes:
+        if not _all_below(self._func_types_raw, len(self.func_types), self.ntypes):
             raise ValueError("a function type index out of range")
         if imports:  # (module, name, wanted type, kind) per import
             self.imports = [(m, n, extern_from_record(t), t[0]) for m, n, t in imports]
@@ -79,7 +78,7 @@ class Plan:
         # the functions whose funcref an instance makes (the others can never be one)
         self.refs_count = len(refs) // 4
         self.refs = ffi.from_buffer("uint32_t[]", refs) if refs else ffi.NULL
-        if self.refs_count and lib.wa_max_u32(self.refs, self.refs_count) >= len(self.func_types):
+        if not _all_below(self.refs, self.refs_count, len(self.func_types)):
             raise ValueError("a function reference out of range")
         self.memories = list(map(extern_from_record, memories))
         self.tables = list(map(extern_from_record, tables))
@@ -114,11 +113,16 @@ class Plan:
         if self._description is None:
             with _description_lock:
                 if self._description is None:
-                    meta = json.loads(read())
+                    meta = loads(read())
                     # decoded once: the loader's metadata holds uint32s (Module.metadata a list)
                     meta["func_types"] = decode_indices(meta["func_types"])
                     self._description = meta
         return self._description
+
+
+def _all_below(arr: Any, n: int, bound: int) -> bool:
+    """Whether the n uint32s at arr (checked in C: in Python each would become an int) are < bound."""
+    return not n or lib.wa_max_u32(arr, n) < bound
 
 
 def _func_indices(init: tuple) -> list[int] | None:
