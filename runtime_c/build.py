@@ -30,6 +30,7 @@ typedef struct {
     uint64_t checksum;
     const char *view;
     void *base;
+    void *alias;
     size_t span;
 } wa_image_status;
 const uint32_t *wa_cpu_words(void);
@@ -41,13 +42,15 @@ wa_image *wa_image_open(const char *path, const void *mem, uint64_t mem_len, uin
 void *wa_image_link(wa_image *im, const char *name, wa_image_status *st);
 void wa_image_free(wa_image *im);
 void wa_unmap_image(void *base, size_t span);
+void wa_code_arena_stats(size_t *pages, size_t *chunks);
 int wa_code_ranges(void);
 uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
                    uintptr_t *frames, uint32_t *nframes);
 intptr_t wa_stack_limit_tls_offset(void);
 int wa_thread_stack(uintptr_t *low, uintptr_t *high, int exact);
 uint32_t wa_max_u32(const uint32_t *a, size_t n);
-int wa_module_addresses(const wa_module_desc *d, const void *base, size_t span, uint32_t nfuncs, uint32_t ntypes,
+int wa_module_addresses(const wa_module_desc *d, const void *base, size_t span, const void *run, uint32_t nfuncs,
+                        uint32_t ntypes,
                         uint32_t nshims, uint32_t ndatas, uintptr_t *out);
 int wa_fill_funcrefs(wa_funcref *funcs, uint32_t nfuncs, uint32_t nimported, void *const *code,
                      const uint32_t *type_index, const uint32_t *type_ids, void *ctx, const uint32_t *refs,
@@ -73,7 +76,7 @@ ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "wasm_aot._runtime",
-    "#include <stdint.h>\n" + DECLS + "\n" + "".join((HERE / f).read_text() for f in ("runtime.c", "checksum.c", "image.c", "cpu.c")),
+    f"#include <stdint.h>\n#define WA_IMAGE_DATA_AT {abi.IMAGE_DATA_AT:#x}\n" + DECLS + "\n" + "".join((HERE / f).read_text() for f in ("runtime.c", "checksum.c", "code_arena.c", "image.c", "cpu.c")),
     extra_compile_args=["-O2", "-fno-omit-frame-pointer", "-Wall"],
     libraries=["dl", "pthread"],
 )

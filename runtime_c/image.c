@@ -6,11 +6,11 @@
  * relocations resolved in the process's global scope.  Anything else is refused, loudly.
  *
  * The source (the file, or bytes in memory) is read exactly once, into a private copy of the whole
- * file (the view), and each segment is copied from there to its place in a fresh private mapping.
- * The checksum is computed over the view, so what is checked is what will run, even if the file
- * changes meanwhile.  Linking (relocations, protections, registering the code) happens only once
- * the loader has checked everything; the view keeps the file's exact bytes, so they can still be
- * read back (Module.serialize) from a linked image.
+ * file (the view).  The checksum is computed over the view, so what is checked is what will run,
+ * even if the file changes meanwhile.  Linking happens only once the loader has checked everything:
+ * each segment is copied from the view to its place (in the code arena, code_arena.c, or a fresh
+ * private mapping), then relocated, protected and registered.  The view keeps the file's exact
+ * bytes, so they can still be read back (Module.serialize) from a linked image.
  */
 #include <elf.h>
 #include <fcntl.h>
@@ -45,29 +45,123 @@ typedef struct {
     uint64_t file_len;     /* open: the file's length, its checksum and its bytes as read (valid */
     uint64_t checksum;     /* until wa_image_free: the loader reads the trailer and metadata there) */
     const char *view;
-    void *base;            /* link: where the image is mapped */
+    void *base;            /* link: where the image is mapped (runs) */
+    void *alias;           /* link: where its bytes are read: base, or for an image in the code arena its
+                            * writable alias, so that loading touches no page of the run view but code */
     size_t span;
 } wa_image_status;
 
 typedef struct wa_image wa_image;
 struct wa_image {
-    uint8_t *base;        /* the private mapping of the segments (owned until unmapped) */
+    uint8_t *base;        /* where the segments run: their own mapping, or pages of the code arena */
+    uint8_t *rw;          /* where they are written: base, or the arena pages' writable alias */
+    int in_arena;
     size_t span;
     uint64_t file_len;
     uint8_t *view;        /* the whole file: a private copy, or a mapping of it (see wa_image_open) */
     int view_mapped;
     Elf64_Ehdr eh;        /* the headers the copy was laid out by */
     Elf64_Phdr ph[IMG_MAX_PHDRS];
+    size_t covered;       /* pages that segments cover */
     int linked;
     int claimed;          /* a wa_image_link has begun: an image is linked once, by one thread */
 };
 
 static int in_file(uint64_t off, uint64_t n, uint64_t len) { return off <= len && n <= len - off; }
 
+/* The final protection of each of an image's pages, as ld.so would set them: each segment's own,
+ * then RELRO read-only; pages of no segment (the gap before the data of an image with little code:
+ * see code_arena.c) read-only, never touched. */
+static void page_prots(const Elf64_Ehdr *eh, const Elf64_Phdr *ph, size_t page, size_t npages, signed char *prot) {
+    memset(prot, -1, npages);
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < eh->e_phnum; i++) {
+            if (ph[i].p_type != (pass ? PT_GNU_RELRO : PT_LOAD)) continue;
+            uint64_t lo = ph[i].p_vaddr / page, hi = (ph[i].p_vaddr + ph[i].p_memsz + page - 1) / page;
+            if (pass) hi = (ph[i].p_vaddr + ph[i].p_memsz) / page;
+            int pr = pass ? PROT_READ
+                          : ((ph[i].p_flags & PF_R) ? PROT_READ : 0) | ((ph[i].p_flags & PF_W) ? PROT_WRITE : 0) |
+                                ((ph[i].p_flags & PF_X) ? PROT_EXEC : 0);
+            for (uint64_t k = lo; k < hi && k < npages; k++) prot[k] = (signed char)pr;
+        }
+    for (size_t k = 0; k < npages; k++)
+        if (prot[k] < 0) prot[k] = PROT_READ;
+}
+
+/* Whether an image can run from the code arena, and its shape there: its first *code pages pages
+ * executable, then nothing until WA_IMAGE_DATA_AT, then *data pages pages read-only. */
+static int arena_shape(const wa_image *im, size_t page, size_t *code, size_t *data) {
+    size_t npages = im->span / page, region = WA_IMAGE_DATA_AT / page;
+    if (npages > 2 * region) return 0;
+    signed char prot[2 * (WA_IMAGE_DATA_AT / 4096) + 1];
+    if (npages > sizeof prot) return 0;
+    page_prots(&im->eh, im->ph, page, npages, prot);
+    size_t end = 0; /* past the last page of a segment below the data region */
+    for (int i = 0; i < im->eh.e_phnum; i++)
+        if (im->ph[i].p_type == PT_LOAD && im->ph[i].p_vaddr < WA_IMAGE_DATA_AT) {
+            size_t e = (im->ph[i].p_vaddr + im->ph[i].p_memsz + page - 1) / page;
+            if (e > end) end = e;
+        }
+    if (end > region) return 0;
+    for (size_t k = 0; k < npages; k++)
+        if (prot[k] != (k < end ? PROT_READ | PROT_EXEC : PROT_READ)) return 0;
+    *code = end;
+    *data = npages > region ? npages - region : 0;
+    return 1;
+}
+
+/* Where each page ends up before linking: the arena or a mapping of its own, the segments copied
+ * from the view or (fd >= 0, view_mapped) mapped from the file. */
+static int layout(wa_image *im, int fd, char *err, size_t errlen) {
+    const Elf64_Ehdr *eh = &im->eh;
+    const Elf64_Phdr *ph = im->ph;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), code_pages, data_pages;
+    if (!im->view_mapped && arena_shape(im, page, &code_pages, &data_pages) &&
+        (im->base = arena_alloc(code_pages, data_pages, page, &im->rw))) {
+        im->in_arena = 1;
+    } else {
+        /* copies are populated up front (one call instead of a page fault per page), unless the
+         * image has a gap, whose pages are never touched */
+        int populate = !im->view_mapped && im->covered == im->span / page;
+        im->base = mmap(NULL, im->span, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | (populate ? MAP_POPULATE : MAP_NORESERVE), -1, 0);
+        if (im->base == MAP_FAILED) {
+            im->base = NULL;
+            IMG_FAIL("cannot map %zu bytes", im->span);
+        }
+        im->rw = im->base;
+    }
+    for (int i = 0; i < eh->e_phnum; i++) {
+        if (ph[i].p_type != PT_LOAD || !ph[i].p_filesz) continue;
+        uint64_t lo = ph[i].p_vaddr & ~(uint64_t)(page - 1), skew = ph[i].p_vaddr - lo;
+        if (!im->view_mapped || ph[i].p_offset % page != skew) {  /* a private copy, or not mappable as is */
+            memcpy(im->rw + ph[i].p_vaddr, im->view + ph[i].p_offset, ph[i].p_filesz);
+            continue;
+        }
+        void *at = mmap(im->base + lo, ph[i].p_filesz + skew, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
+                        fd, (off_t)(ph[i].p_offset - skew));
+        if (at == MAP_FAILED) IMG_FAIL("cannot map a segment");
+        /* past the segment's file bytes, in its last page: zeros (its .bss), not the next section */
+        uint64_t end = ph[i].p_vaddr + ph[i].p_filesz, page_end = (end + page - 1) & ~(uint64_t)(page - 1);
+        if (ph[i].p_memsz > ph[i].p_filesz) memset(im->base + end, 0, page_end - end);
+    }
+    return 0;
+fail:
+    return -1;
+}
+
+/* Forgets an image's code ranges and gives its pages back.  (An arena image's span reaches over
+ * other images' code: only its own pages count.) */
+static void release_pages(uint8_t *base, size_t span, int in_arena) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), code = in_arena ? arena_code_bytes(base, page) : 0;
+    remove_code_ranges((uintptr_t)base, (uintptr_t)base + (code ? code : span));
+    if (!code || !arena_free(base, page)) munmap(base, span);
+}
+
 
 void wa_image_free(wa_image *im) {
     if (!im) return;
-    if (im->base && !im->linked) munmap(im->base, im->span);
+    if (im->base && !im->linked) release_pages(im->base, im->span, im->in_arena);
     if (im->view && im->view_mapped) munmap(im->view, im->file_len);
     else free(im->view);
     free(im);
@@ -148,7 +242,7 @@ wa_image *wa_image_open(const char *path, const void *mem, uint64_t mem_len, uin
     memcpy(im->ph, view + eh->e_phoff, (size_t)eh->e_phnum * sizeof(Elf64_Phdr));
     const Elf64_Phdr *ph = im->ph;
     int has_dynamic = 0;
-    uint64_t prev_end = 0;
+    uint64_t prev_end = 0, covered = 0; /* pages that segments cover */
     for (int i = 0; i < eh->e_phnum; i++) {
         if (ph[i].p_type == PT_LOAD) {
             if (ph[i].p_filesz > ph[i].p_memsz || !in_file(ph[i].p_offset, ph[i].p_filesz, len) ||
@@ -159,6 +253,7 @@ wa_image *wa_image_open(const char *path, const void *mem, uint64_t mem_len, uin
             if (ph[i].p_filesz) prev_end = ph[i].p_offset + ph[i].p_filesz;
             size_t end = (ph[i].p_vaddr + ph[i].p_memsz + page - 1) & ~(page - 1);
             if (end > im->span) im->span = end;
+            covered += (end - (ph[i].p_vaddr & ~(uint64_t)(page - 1))) / page;
         } else if (ph[i].p_type == PT_DYNAMIC) {
             has_dynamic = 1;
         } else if (ph[i].p_type == PT_TLS || ph[i].p_type == PT_INTERP) {
@@ -166,27 +261,10 @@ wa_image *wa_image_open(const char *path, const void *mem, uint64_t mem_len, uin
         }
     }
     if (!im->span || !has_dynamic) IMG_FAIL("no loadable segments or no dynamic section");
-    /* copies are populated up front: one call instead of a page fault per page */
-    im->base = mmap(NULL, im->span, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | (im->view_mapped ? MAP_NORESERVE : MAP_POPULATE), -1, 0);
-    if (im->base == MAP_FAILED) {
-        im->base = NULL;
-        IMG_FAIL("cannot map %zu bytes", im->span);
-    }
-    for (int i = 0; i < eh->e_phnum; i++) {
-        if (ph[i].p_type != PT_LOAD || !ph[i].p_filesz) continue;
-        uint64_t lo = ph[i].p_vaddr & ~(uint64_t)(page - 1), skew = ph[i].p_vaddr - lo;
-        if (!im->view_mapped || ph[i].p_offset % page != skew) {  /* a private copy, or not mappable as is */
-            memcpy(im->base + ph[i].p_vaddr, view + ph[i].p_offset, ph[i].p_filesz);
-            continue;
-        }
-        void *at = mmap(im->base + lo, ph[i].p_filesz + skew, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED,
-                        fd, (off_t)(ph[i].p_offset - skew));
-        if (at == MAP_FAILED) IMG_FAIL("cannot map a segment");
-        /* past the segment's file bytes, in its last page: zeros (its .bss), not the next section */
-        uint64_t end = ph[i].p_vaddr + ph[i].p_filesz, page_end = (end + page - 1) & ~(uint64_t)(page - 1);
-        if (ph[i].p_memsz > ph[i].p_filesz) memset(im->base + end, 0, page_end - end);
-    }
+    im->covered = covered;
+    /* a copy is laid out when it is linked: a load that finds its content mapped already (the loader
+     * links each content once) never pays for it; a file mapping is laid out now, while its file is open */
+    if (im->view_mapped && layout(im, fd, err, errlen) != 0) goto fail;
     if (fd >= 0) close(fd);
     fd = -1;
     st->checksum = wa_checksum(view, len - unchecked, seed);  /* of file bytes [0, len - unchecked) as read */
@@ -199,7 +277,7 @@ fail:
     return NULL;
 }
 
-/* Relocates, protects and registers a copied image (which must have passed every check) and
+/* Lays out, relocates, protects and registers an image (which must have passed every check) and
  * returns the address of its symbol `name` (NULL with a message in err on failure).  From here on
  * the mapping belongs to the caller: wa_unmap_image(st->base, st->span). */
 void *wa_image_link(wa_image *im, const char *name, wa_image_status *st) {
@@ -207,16 +285,19 @@ void *wa_image_link(wa_image *im, const char *name, wa_image_status *st) {
     size_t errlen = sizeof st->err;
     const Elf64_Ehdr *eh = &im->eh;
     const Elf64_Phdr *ph = im->ph, *dyn = NULL;
-    uint8_t *base = im->base;
+    uint8_t *base = NULL, *rw;
     size_t span = im->span, page = (size_t)sysconf(_SC_PAGESIZE);
     void *result = NULL;
-    if (!base || __atomic_exchange_n(&im->claimed, 1, __ATOMIC_ACQ_REL)) IMG_FAIL("image already linked");
+    if (__atomic_exchange_n(&im->claimed, 1, __ATOMIC_ACQ_REL)) IMG_FAIL("image already linked");
+    if (!im->base && layout(im, -1, err, errlen) != 0) goto fail;
+    base = im->base;
+    rw = im->rw;
     for (int i = 0; i < eh->e_phnum; i++)
         if (ph[i].p_type == PT_DYNAMIC) dyn = &ph[i];
     /* the dynamic section: relocation tables and the symbol table */
     if (!dyn || dyn->p_vaddr + dyn->p_memsz > span || dyn->p_vaddr + dyn->p_memsz < dyn->p_vaddr)
         IMG_FAIL("dynamic section outside the image");
-    const Elf64_Dyn *d = (const Elf64_Dyn *)(base + dyn->p_vaddr);
+    const Elf64_Dyn *d = (const Elf64_Dyn *)(rw + dyn->p_vaddr);
     size_t ndyn = dyn->p_memsz / sizeof *d;
     uint64_t rela = 0, relasz = 0, jmprel = 0, pltrelsz = 0, symtab = 0, strtab = 0, strsz = 0;
     for (size_t i = 0; i < ndyn && d[i].d_tag != DT_NULL; i++) {
@@ -238,18 +319,18 @@ void *wa_image_link(wa_image *im, const char *name, wa_image_status *st) {
     if (!symtab || !strtab || strtab <= symtab || strtab > span || strsz > span - strtab || rela > span ||
         relasz > span - rela || jmprel > span || pltrelsz > span - jmprel)
         IMG_FAIL("malformed dynamic section");
-    const Elf64_Sym *syms = (const Elf64_Sym *)(base + symtab);
+    const Elf64_Sym *syms = (const Elf64_Sym *)(rw + symtab);
     size_t nsyms = (strtab - symtab) / sizeof *syms; /* our linker puts .dynstr right after .dynsym */
-    const char *strs = (const char *)(base + strtab);
+    const char *strs = (const char *)(rw + strtab);
 
     const uint64_t tables[2][2] = {{rela, relasz}, {jmprel, pltrelsz}};
     for (int t = 0; t < 2; t++) {
-        const Elf64_Rela *r = (const Elf64_Rela *)(base + tables[t][0]);
+        const Elf64_Rela *r = (const Elf64_Rela *)(rw + tables[t][0]);
         for (size_t i = 0; i < tables[t][1] / sizeof *r; i++) {
             uint32_t type = ELF64_R_TYPE(r[i].r_info), si = ELF64_R_SYM(r[i].r_info);
             if (type == WA_R_NONE) continue;
             if (r[i].r_offset > span - 8) IMG_FAIL("relocation outside the image");
-            uint64_t *where = (uint64_t *)(base + r[i].r_offset);
+            uint64_t *where = (uint64_t *)(rw + r[i].r_offset);
             if (type == WA_R_RELATIVE) { *where = (uint64_t)base + r[i].r_addend; continue; }
             if (type != WA_R_ABS64 && type != WA_R_GLOB_DAT && type != WA_R_JUMP_SLOT)
                 IMG_FAIL("unsupported relocation type %u", type);
@@ -273,29 +354,17 @@ void *wa_image_link(wa_image *im, const char *name, wa_image_status *st) {
             result = base + syms[i].st_value;
     if (!result) IMG_FAIL("no symbol %s", name);
 
-    /* final protections, as ld.so would set them: each segment's own, then RELRO read-only; one
-     * mprotect per run of pages that end up alike (pages of no segment keep what they have) */
+    /* final protections: one mprotect per run of pages that end up alike (none in the arena, whose
+     * regions have them already) */
     size_t npages = span / page;
     signed char *prot = malloc(npages);
     if (!prot) IMG_FAIL("out of memory");
-    memset(prot, -1, npages);
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 0; i < eh->e_phnum; i++) {
-            if (ph[i].p_type != (pass ? PT_GNU_RELRO : PT_LOAD)) continue;
-            uint64_t lo = ph[i].p_vaddr / page, hi = (ph[i].p_vaddr + ph[i].p_memsz + page - 1) / page;
-            if (pass) hi = (ph[i].p_vaddr + ph[i].p_memsz) / page;
-            int pr = pass ? PROT_READ
-                          : ((ph[i].p_flags & PF_R) ? PROT_READ : 0) | ((ph[i].p_flags & PF_W) ? PROT_WRITE : 0) |
-                                ((ph[i].p_flags & PF_X) ? PROT_EXEC : 0);
-            for (uint64_t k = lo; k < hi && k < npages; k++) prot[k] = (signed char)pr;
-        }
-    for (size_t k = 1; k < npages; k++)
-        if (prot[k] < 0) prot[k] = prot[k - 1];
+    page_prots(eh, ph, page, npages, prot);
     for (size_t k = 0, run; k < npages; k = run) {
         for (run = k + 1; run < npages && prot[run] == prot[k]; run++) {}
-        if (prot[k] < 0 || prot[k] == (PROT_READ | PROT_WRITE)) continue;
+        if (prot[k] == (PROT_READ | PROT_WRITE)) continue;
         uint8_t *lo = base + k * page, *hi = base + run * page;
-        if (mprotect(lo, (size_t)(hi - lo), prot[k]) != 0) {
+        if (!im->in_arena && mprotect(lo, (size_t)(hi - lo), prot[k]) != 0) {
             free(prot);
             IMG_FAIL("mprotect failed");
         }
@@ -310,13 +379,13 @@ void *wa_image_link(wa_image *im, const char *name, wa_image_status *st) {
     free(prot);
     im->linked = 1;
     st->base = base;
+    st->alias = rw;
     st->span = span;
     return result;
 fail:
     /* a half-linked image never runs: forget it whole */
     if (base && !im->linked) {
-        remove_code_ranges((uintptr_t)base, (uintptr_t)base + span);
-        munmap(base, span);
+        release_pages(base, span, im->in_arena);
         im->base = NULL;
     }
     return NULL;
@@ -325,6 +394,5 @@ fail:
 
 /* Undoes wa_image_link, once nothing refers to the artifact's code or data any more. */
 void wa_unmap_image(void *base, size_t span) {
-    remove_code_ranges((uintptr_t)base, (uintptr_t)base + span);
-    munmap(base, span);
+    release_pages(base, span, 1);
 }

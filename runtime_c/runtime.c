@@ -364,7 +364,7 @@ static uintptr_t thread_pointer(void) {
 intptr_t wa_stack_limit_tls_offset(void) { return (intptr_t)((uintptr_t)&thread_limit - thread_pointer()); }
 
 /* Calls `code(callee_ctx, args...)` through the per-signature trampoline, arguments and results
- * in `slots`. Returns 0, or the trap code (with the wasm frames in *frames/*nframes). */
+ * in `slots`. Returns 0, or the trap code (with the wasm frames in frames, their count in nframes). */
 uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
                    uintptr_t *frames, uint32_t *nframes) {
     wa_entry e;
@@ -412,7 +412,7 @@ uint32_t wa_max_u32(const uint32_t *a, size_t n) {
  * out: its defined functions, then trampolines, shims and data segments (counts from the metadata).
  * The counts must be the descriptor's own, and every address must lie in the image [base, base + span):
  * -1 otherwise. */
-static int resolve_rel(const int64_t *field, uint32_t n, uintptr_t lo, uintptr_t hi, uintptr_t *out) {
+static int resolve_rel(const int64_t *field, uint32_t n, uintptr_t lo, uintptr_t hi, uintptr_t run, uintptr_t *out) {
     if (!n) return 0;
     if (!*field) return -1;
     uintptr_t arr = (uintptr_t)field + (uintptr_t)*field;
@@ -421,18 +421,18 @@ static int resolve_rel(const int64_t *field, uint32_t n, uintptr_t lo, uintptr_t
     for (uint32_t i = 0; i < n; i++) {
         uintptr_t a = (uintptr_t)&rel[i] + (uintptr_t)rel[i];
         if (a < lo || a >= hi) return -1;
-        out[i] = a;
+        out[i] = a - lo + run;
     }
     return 0;
 }
 
-int wa_module_addresses(const wa_module_desc *d, const void *base, size_t span, uint32_t nfuncs, uint32_t ntypes,
-                        uint32_t nshims, uint32_t ndatas, uintptr_t *out) {
-    uintptr_t lo = (uintptr_t)base, hi = lo + span;
+int wa_module_addresses(const wa_module_desc *d, const void *base, size_t span, const void *run, uint32_t nfuncs,
+                        uint32_t ntypes, uint32_t nshims, uint32_t ndatas, uintptr_t *out) {
+    uintptr_t lo = (uintptr_t)base, hi = lo + span, at = (uintptr_t)run;
     if (d->nfuncs != nfuncs || d->ntypes != ntypes || d->nshims != nshims || d->ndatas != ndatas) return -1;
-    if (resolve_rel(&d->funcs, nfuncs, lo, hi, out) || resolve_rel(&d->tramps, ntypes, lo, hi, out + nfuncs) ||
-        resolve_rel(&d->shims, nshims, lo, hi, out + nfuncs + ntypes) ||
-        resolve_rel(&d->datas, ndatas, lo, hi, out + nfuncs + ntypes + nshims))
+    if (resolve_rel(&d->funcs, nfuncs, lo, hi, at, out) || resolve_rel(&d->tramps, ntypes, lo, hi, at, out + nfuncs) ||
+        resolve_rel(&d->shims, nshims, lo, hi, at, out + nfuncs + ntypes) ||
+        resolve_rel(&d->datas, ndatas, lo, hi, lo, out + nfuncs + ntypes + nshims))
         return -1;
     return 0;
 }

@@ -18,6 +18,9 @@ from __future__ import annotations
 ABI_VERSION = 5
 SLOT_SIZE = 16
 WASM_PAGE = 65536
+# Where an artifact's read-only data starts when its code is smaller than this: a fixed distance, so
+# that the code arena (runtime_c/code_arena.c) can keep code and data in regions of their own.
+IMAGE_DATA_AT = 0x40000
 # A 32-bit memory reserves 4 GiB for the index, 4 GiB for a 32-bit static offset, and a little
 # more for the access width: no generated load or store needs a bounds check.
 GUARDED_RESERVATION = (8 << 30) + WASM_PAGE

@@ -10,6 +10,7 @@ import tempfile
 
 import llvmlite.binding as llvm
 
+from ..abi import IMAGE_DATA_AT
 from ..metadata import SECTION
 
 _initialized = False
@@ -124,8 +125,11 @@ def optimise(mod: llvm.ModuleRef, tm: llvm.TargetMachine, opt_level: int) -> Non
 # segment, -z noseparate-code): one R+X segment of headers, symbols, code and LLVM's constant pools,
 # then one segment made read-only after relocation (RELRO) holding what wasm bytes decide (data
 # segments, the metadata) so that none of it is ever executable. Two protection runs instead of four
-# halve the mapping work at load and the padding in the file.
-_SCRIPT = "SECTIONS { %s : { KEEP(*(%s)) } } INSERT AFTER .data.rel.ro;\n"
+# halve the mapping work at load and the padding in the file. When the code is smaller than
+# abi.IMAGE_DATA_AT, the second segment starts there (an address gap only: the file has no padding),
+# which is what lets the code arena (runtime_c/code_arena.c) load the image with no system call.
+_SCRIPT = ("SECTIONS { . = MAX(., %#x); } INSERT BEFORE .data.rel.ro;\n"
+           "SECTIONS { %s : { KEEP(*(%s)) } } INSERT AFTER .data.rel.ro;\n" % (IMAGE_DATA_AT, SECTION, SECTION))
 
 
 def _linker(script: str) -> list[str]:
@@ -152,7 +156,7 @@ def link_shared(objs: bytes | list[bytes], out_path: str) -> None:
     with tempfile.TemporaryDirectory(prefix="wa-link-") as tmp:
         script = os.path.join(tmp, "layout.ld")
         with open(script, "w") as f:
-            f.write(_SCRIPT % (SECTION, SECTION))
+            f.write(_SCRIPT)
         cmd = _linker(script)
         paths = []
         for i, obj in enumerate(objs):

@@ -280,16 +280,17 @@ class Mapped:
     __slots__ = ("path", "verified", "plan", "desc", "addrs", "code", "datas", "sigs", "_base", "_span", "_names",
                  "__weakref__")
 
-    def __init__(self, path: str, v: Verified, desc: Any, base: Any, span: int) -> None:
+    def __init__(self, path: str, v: Verified, desc: Any, base: Any, span: int, alias: Any) -> None:
         plan = self.plan = v.plan
         self.path, self.verified, self.desc = path, v, desc
         self._base, self._span = base, span
         # what the descriptor refers to, resolved in one call: per defined function its code, then per
         # type index its trampoline, per imported function its shim, per data segment its bytes. Owned
-        # here, so the frame index can read it once the image is unmapped.
+        # here, so the frame index can read it once the image is unmapped. The descriptor and the data
+        # are read through the image's alias (see wa_image_status), code addresses are where it runs.
         nd, nt, ni, ns = plan.ndefined, plan.ntypes, plan.nimported, len(plan.datas)
         self.addrs: Any = ffi.new("uintptr_t[]", nd + nt + ni + ns or 1)
-        if lib.wa_module_addresses(desc, base, span, nd, nt, ni, ns, self.addrs) != 0:
+        if lib.wa_module_addresses(desc, alias, span, base, nd, nt, ni, ns, self.addrs) != 0:
             raise ArtifactError(f"{path}: {BAD_METADATA} (its module descriptor does not match it)")
         self.code = ffi.cast("void **", self.addrs)  # (pointers into self.addrs do not keep it alive)
         self.datas = ffi.cast("uint8_t **", self.addrs + nd + nt + ni) if ns else ffi.NULL
@@ -342,13 +343,13 @@ def _map(path: str, v: Verified) -> Mapped:
     sym = lib.wa_image_link(v.image, b"wa_module", st)  # registers code ranges
     if sym == ffi.NULL:
         raise ArtifactError(f"{path}: cannot be mapped: {ffi.string(st.err).decode(errors='replace')}")
-    base, span = st.base, st.span
-    desc = ffi.cast("wa_module_desc *", sym)
+    base, span, alias = st.base, st.span, st.alias
+    desc = ffi.cast("wa_module_desc *", ffi.cast("char *", alias) + (ffi.cast("char *", sym) - ffi.cast("char *", base)))
     if desc.abi_version != abi.ABI_VERSION:
         lib.wa_unmap_image(base, span)
         raise ArtifactError(f"{path}: runtime ABI {desc.abi_version}, expected {abi.ABI_VERSION}")
     try:
-        m = Mapped(path, v, desc, base, span)
+        m = Mapped(path, v, desc, base, span, alias)
     except ArtifactError:
         lib.wa_unmap_image(base, span)
         raise
