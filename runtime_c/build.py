@@ -32,6 +32,7 @@ typedef struct {
     void *base;
     void *alias;
     size_t span;
+    uint32_t abi;
 } wa_image_status;
 const uint32_t *wa_cpu_words(void);
 int wa_cpu_has(const char *name);
@@ -49,9 +50,8 @@ uint32_t wa_invoke(void *tramp, void *callee_ctx, void *code, uint8_t *slots,
 intptr_t wa_stack_limit_tls_offset(void);
 int wa_thread_stack(uintptr_t *low, uintptr_t *high, int exact);
 uint32_t wa_max_u32(const uint32_t *a, size_t n);
-int wa_module_addresses(const wa_module_desc *d, const void *base, size_t span, const void *run, uint32_t nfuncs,
-                        uint32_t ntypes,
-                        uint32_t nshims, uint32_t ndatas, uintptr_t *out);
+int wa_image_link_module(wa_image *im, uint32_t abi, uint32_t nfuncs, uint32_t ntypes, uint32_t nshims,
+                         uint32_t ndatas, uintptr_t *out, wa_image_status *st);
 int wa_fill_funcrefs(wa_funcref *funcs, uint32_t nfuncs, uint32_t nimported, void *const *code,
                      const uint32_t *type_index, const uint32_t *type_ids, void *ctx, const uint32_t *refs,
                      uint32_t nrefs);

@@ -49,6 +49,7 @@ typedef struct {
     void *alias;           /* link: where its bytes are read: base, or for an image in the code arena its
                             * writable alias, so that loading touches no page of the run view but code */
     size_t span;
+    uint32_t abi;          /* wa_image_link_module: the ABI of a descriptor of another one */
 } wa_image_status;
 
 typedef struct wa_image wa_image;
@@ -395,4 +396,25 @@ fail:
 /* Undoes wa_image_link, once nothing refers to the artifact's code or data any more. */
 void wa_unmap_image(void *base, size_t span) {
     release_pages(base, span, 1);
+}
+
+/* wa_image_link for the loader: links the image, checks its module descriptor (wa_module) against
+ * this runtime's ABI and the load record's counts, and resolves what it refers to into out (see
+ * wa_module_addresses), all in one foreign call.  0, or: -1 the image cannot be linked (st->err),
+ * -2 another ABI (st->abi), -3 the descriptor does not match the record; on failure nothing stays
+ * mapped.  The descriptor is read through the alias, so loading touches no run-view page but code. */
+int wa_image_link_module(wa_image *im, uint32_t abi, uint32_t nfuncs, uint32_t ntypes, uint32_t nshims,
+                         uint32_t ndatas, uintptr_t *out, wa_image_status *st) {
+    uint8_t *sym = wa_image_link(im, "wa_module", st);
+    if (!sym) return -1;
+    const wa_module_desc *d = (const wa_module_desc *)((uint8_t *)st->alias + (sym - (uint8_t *)st->base));
+    int rc = 0;
+    if (d->abi_version != abi) {
+        st->abi = d->abi_version;
+        rc = -2;
+    } else if (wa_module_addresses(d, st->alias, st->span, st->base, nfuncs, ntypes, nshims, ndatas, out) != 0) {
+        rc = -3;
+    }
+    if (rc) wa_unmap_image(st->base, st->span);
+    return rc;
 }

@@ -410,8 +410,9 @@ uint32_t wa_max_u32(const uint32_t *a, size_t n) {
 
 /* The addresses a module descriptor refers to, resolved from its relative offsets (see abi.py) into
  * out: its defined functions, then trampolines, shims and data segments (counts from the metadata).
- * The counts must be the descriptor's own, and every address must lie in the image [base, base + span):
- * -1 otherwise. */
+ * The descriptor is read where the image's bytes are, [base, base + span); code addresses come out
+ * where it runs (run), data where it is read.  The counts must be the descriptor's own, and every
+ * address must lie in the image: -1 otherwise. */
 static int resolve_rel(const int64_t *field, uint32_t n, uintptr_t lo, uintptr_t hi, uintptr_t run, uintptr_t *out) {
     if (!n) return 0;
     if (!*field) return -1;
@@ -426,7 +427,7 @@ static int resolve_rel(const int64_t *field, uint32_t n, uintptr_t lo, uintptr_t
     return 0;
 }
 
-int wa_module_addresses(const wa_module_desc *d, const void *base, size_t span, const void *run, uint32_t nfuncs,
+static int wa_module_addresses(const wa_module_desc *d, const void *base, size_t span, const void *run, uint32_t nfuncs,
                         uint32_t ntypes, uint32_t nshims, uint32_t ndatas, uintptr_t *out) {
     uintptr_t lo = (uintptr_t)base, hi = lo + span, at = (uintptr_t)run;
     if (d->nfuncs != nfuncs || d->ntypes != ntypes || d->nshims != nshims || d->ndatas != ndatas) return -1;

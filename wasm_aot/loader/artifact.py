@@ -277,21 +277,18 @@ class Mapped:
     """A linked artifact: its metadata and the addresses of its code. Unmapped when collected
     (its Modules, Instances and Functions hold it)."""
 
-    __slots__ = ("path", "verified", "plan", "desc", "addrs", "code", "datas", "sigs", "_base", "_span", "_names",
+    __slots__ = ("path", "verified", "plan", "addrs", "code", "datas", "sigs", "_base", "_span", "_names",
                  "__weakref__")
 
-    def __init__(self, path: str, v: Verified, desc: Any, base: Any, span: int, alias: Any) -> None:
+    def __init__(self, path: str, v: Verified, addrs: Any, base: Any, span: int) -> None:
         plan = self.plan = v.plan
-        self.path, self.verified, self.desc = path, v, desc
+        self.path, self.verified = path, v
         self._base, self._span = base, span
-        # what the descriptor refers to, resolved in one call: per defined function its code, then per
-        # type index its trampoline, per imported function its shim, per data segment its bytes. Owned
-        # here, so the frame index can read it once the image is unmapped. The descriptor and the data
-        # are read through the image's alias (see wa_image_status), code addresses are where it runs.
+        # what the descriptor refers to (see _map): per defined function its code, then per type index
+        # its trampoline, per imported function its shim, per data segment its bytes. Owned here, so
+        # the frame index can read it once the image is unmapped.
+        self.addrs = addrs
         nd, nt, ni, ns = plan.ndefined, plan.ntypes, plan.nimported, len(plan.datas)
-        self.addrs: Any = ffi.new("uintptr_t[]", nd + nt + ni + ns or 1)
-        if lib.wa_module_addresses(desc, alias, span, base, nd, nt, ni, ns, self.addrs) != 0:
-            raise ArtifactError(f"{path}: {BAD_METADATA} (its module descriptor does not match it)")
         self.code = ffi.cast("void **", self.addrs)  # (pointers into self.addrs do not keep it alive)
         self.datas = ffi.cast("uint8_t **", self.addrs + nd + nt + ni) if ns else ffi.NULL
         self.sigs: dict[int, Any] = {}  # type index -> externs.WasmSignature, made on first use
@@ -340,18 +337,21 @@ def _map(path: str, v: Verified) -> Mapped:
     if m is not None:
         return m
     st = ffi.new("wa_image_status *")
-    sym = lib.wa_image_link(v.image, b"wa_module", st)  # registers code ranges
-    if sym == ffi.NULL:
+    plan = v.plan
+    nd, nt, ni, ns = plan.ndefined, plan.ntypes, plan.nimported, len(plan.datas)
+    addrs = ffi.new("uintptr_t[]", nd + nt + ni + ns or 1)
+    # links (registering code ranges) and resolves the descriptor, checked against the record
+    rc = lib.wa_image_link_module(v.image, abi.ABI_VERSION, nd, nt, ni, ns, addrs, st)
+    if rc == -1:
         raise ArtifactError(f"{path}: cannot be mapped: {ffi.string(st.err).decode(errors='replace')}")
-    base, span, alias = st.base, st.span, st.alias
-    desc = ffi.cast("wa_module_desc *", ffi.cast("char *", alias) + (ffi.cast("char *", sym) - ffi.cast("char *", base)))
-    if desc.abi_version != abi.ABI_VERSION:
-        lib.wa_unmap_image(base, span)
-        raise ArtifactError(f"{path}: runtime ABI {desc.abi_version}, expected {abi.ABI_VERSION}")
+    if rc == -2:
+        raise ArtifactError(f"{path}: runtime ABI {st.abi}, expected {abi.ABI_VERSION}")
+    if rc:
+        raise ArtifactError(f"{path}: {BAD_METADATA} (its module descriptor does not match it)")
     try:
-        m = Mapped(path, v, desc, base, span, alias)
-    except ArtifactError:
-        lib.wa_unmap_image(base, span)
+        m = Mapped(path, v, addrs, st.base, st.span)
+    except BaseException:
+        lib.wa_unmap_image(st.base, st.span)
         raise
     ident = v.identity
     _mapped[ident] = weakref.ref(m, lambda r, ident=ident: _forget(ident, r))
