@@ -87,17 +87,23 @@ class Verified:
     """An artifact that passed every check: its copy (not linked yet, or linked once by
     map_artifact), its plan (shared by equal contents) and identity."""
 
-    __slots__ = ("image", "view", "size", "plan", "digest", "signed", "_description_at", "__weakref__")
+    __slots__ = ("image", "view", "size", "plan", "identity", "signed", "_description_at", "__weakref__")
 
-    def __init__(self, image: Any, view: Any, size: int, plan: Plan, digest: str, signed: bool,
-                 t: trailer.Trailer) -> None:
+    def __init__(self, image: Any, view: Any, size: int, plan: Plan, identity: tuple, t: trailer.Trailer) -> None:
         self.image = image  # wa_image * (freed with this object)
         self.view = view  # const char *: the file's bytes as read, owned by the image
         self.size = size  # of the file
         self.plan = plan
-        self.digest = digest  # the file's checksum (hex)
-        self.signed = signed
+        # what equal artifacts share (one mapping and one metadata check per process): (checksum,
+        # size, signed)
+        self.identity = identity
+        self.signed = identity[2]
         self._description_at = (t.meta_off + t.record_len, t.meta_len - t.record_len)
+
+    @property
+    def digest(self) -> str:
+        """The file's checksum, in hex."""
+        return f"{self.identity[0]:016x}"
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -106,11 +112,6 @@ class Verified:
             return self.plan.description(lambda: self.read(*self._description_at))
         except (ValueError, UnicodeDecodeError, KeyError, TypeError):
             raise ArtifactError(f"{BAD_METADATA} (its description)") from None
-
-    @property
-    def identity(self) -> tuple:
-        """What equal artifacts share: one mapping and one metadata check per process."""
-        return self.digest, self.size, self.signed
 
     def read(self, off: int = 0, n: int | None = None) -> bytes:
         """The file's bytes [off, off + n) as checked (also once linked: relocations are undone)."""
@@ -193,12 +194,12 @@ def verify(data: bytes, where: str, key: bytes | None = None, path: str | None =
     size = st.file_len
     raw = read(size - trailer.TRAILER_SIZE, trailer.TRAILER_SIZE) if size >= trailer.TRAILER_SIZE else b""
     t, signed = _check_trailer(raw, size, st.checksum, read, where, key)
-    digest = f"{t.checksum:016x}"
-    plan = _checked.get((digest, size, signed))
+    identity = (t.checksum, size, signed)
+    plan = _checked.get(identity)
     if plan is None:
         # (head None: the C loader laid the image out, so its ELF header is this machine's)
-        plan = _checked[(digest, size, signed)] = _check(None, read, t, where)
-    return Verified(img, view, size, plan, digest, signed, t)
+        plan = _checked[identity] = _check(None, read, t, where)
+    return Verified(img, view, size, plan, identity, t)
 
 
 def _read_file(path: str) -> bytes:
