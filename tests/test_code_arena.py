@@ -42,7 +42,8 @@ def traps(inst):
 
 def _run(script: str, *args: str, env: dict | None = None) -> str:
     r = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(script), *args], capture_output=True,
-                       text=True, timeout=120, env={**os.environ, **(env or {})})
+                       text=True, timeout=120,
+                       env={**{k: v for k, v in os.environ.items() if k != "WASM_AOT_CODE_ARENA"}, **(env or {})})
     assert r.returncode == 0, r.stderr
     return r.stdout
 
