@@ -72,11 +72,15 @@ int wa_init_memory(wa_memory *m, uint64_t d, const uint8_t *src, uint64_t n);
 int wa_init_table(wa_table *t, uint64_t d, void **items, uint64_t n);
 """
 
+# one translation unit, in this order (each file uses what the ones before it define)
+SOURCES = ("runtime.c", "checksum.c", "code_arena.c", "image.c", "cpu.c")
+
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "wasm_aot._runtime",
-    f"#include <stdint.h>\n#define WA_IMAGE_DATA_AT {abi.IMAGE_DATA_AT:#x}\n" + DECLS + "\n" + "".join((HERE / f).read_text() for f in ("runtime.c", "checksum.c", "code_arena.c", "image.c", "cpu.c")),
+    f"#include <stdint.h>\n#define WA_IMAGE_DATA_AT {abi.IMAGE_DATA_AT:#x}\n" + DECLS + "\n"
+    + "".join((HERE / f).read_text() for f in SOURCES),
     extra_compile_args=["-O2", "-fno-omit-frame-pointer", "-Wall"],
     libraries=["dl", "pthread"],
 )
