@@ -41,10 +41,24 @@ static int arena_asked; /* images that asked for pages */
 static int arena_state; /* 0 unknown, 1 on, -1 off (disabled, or the system refuses it) */
 static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static void arena_unmap(arena_chunk *c) {
+    munmap(c->run, 2 * ARENA_REGION);
+    munmap(c->rw, 2 * ARENA_REGION);
+    free(c);
+}
+
 static void arena_prefork(void) { pthread_mutex_lock(&arena_lock); }
 
 static void arena_postfork(void) {
-    for (arena_chunk *c = arena_chunks; c; c = c->next) c->sealed = 1;
+    for (arena_chunk **p = &arena_chunks, *c; (c = *p);) {
+        if (!c->live) { /* empty: nothing to seal, and no free will ever come to unmap it */
+            *p = c->next;
+            arena_unmap(c);
+        } else {
+            c->sealed = 1;
+            p = &c->next;
+        }
+    }
     pthread_mutex_unlock(&arena_lock);
 }
 
@@ -56,12 +70,6 @@ static int arena_enabled(void) {
             arena_state = -1;
     }
     return arena_state > 0;
-}
-
-static void arena_unmap(arena_chunk *c) {
-    munmap(c->run, 2 * ARENA_REGION);
-    munmap(c->rw, 2 * ARENA_REGION);
-    free(c);
 }
 
 static arena_chunk *arena_new_chunk(size_t page) {

@@ -559,6 +559,22 @@ void wa_memory_free(wa_memory *m) {
  * would both commit the same pages and lose one size update. */
 static pthread_mutex_t grow_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* A fork while another thread holds one of these locks would leave it held forever in the child
+ * (linking registers code ranges, growing a memory mprotects under its lock): taken around fork. */
+static void locks_prefork(void) {
+    pthread_mutex_lock(&range_lock);
+    pthread_mutex_lock(&grow_lock);
+}
+
+static void locks_postfork(void) {
+    pthread_mutex_unlock(&grow_lock);
+    pthread_mutex_unlock(&range_lock);
+}
+
+__attribute__((constructor)) static void register_fork_handlers(void) {
+    pthread_atfork(locks_prefork, locks_postfork, locks_postfork);
+}
+
 uint32_t wa_memory_grow(wa_memory *m, uint32_t delta) {
     uint32_t rc = UINT32_MAX;
     pthread_mutex_lock(&grow_lock);

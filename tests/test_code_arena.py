@@ -121,3 +121,22 @@ def test_dropping_an_image_leaves_its_neighbours_traps_alone(tmp_path):
         print(traps(y), y.exports.f())
     """, a, b, _module(tmp_path, 3))
     assert out.split() == ["True", "2"]
+
+
+def test_a_fork_strands_no_empty_chunk(tmp_path):
+    """A chunk empty at a fork was sealed, and no free ever came to unmap it: a chunk leaked per fork
+    (a large compile forks its workers, so per compile too). Empty chunks now go at the fork."""
+    a, b = _module(tmp_path, 1), _module(tmp_path, 2)
+    out = _run("""
+        first = wa.load(sys.argv[2]).instantiate()
+        for _ in range(30):
+            x = wa.load(sys.argv[1]).instantiate()
+            assert x.exports.f() == 1 and stats()[0] > 0
+            del x; gc.collect()
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+        print(*stats())
+    """, a, b)
+    assert out.split() == ["0", "0"]

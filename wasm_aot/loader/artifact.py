@@ -275,8 +275,8 @@ def verify_file(path: str, key: bytes | None = None) -> Verified:
 
 
 class Mapped:
-    """A linked artifact: its metadata and the addresses of its code. Unmapped when collected
-    (its Modules, Instances and Functions hold it)."""
+    """A linked artifact: its metadata and the addresses of its code. Unmapped once collected (its
+    Modules, Instances and Functions hold it): see _release."""
 
     __slots__ = ("path", "verified", "plan", "addrs", "code", "datas", "sigs", "_base", "_span", "_names",
                  "__weakref__")
@@ -301,29 +301,42 @@ class Mapped:
     def shim(self, import_index: int) -> Any:
         return self.code[self.plan.ndefined + self.plan.ntypes + import_index]
 
-    def __del__(self) -> None:
-        # nothing refers to the code any more (whatever could call it holds this object)
-        names = getattr(self, "_names", None)
-        if names is None or sys.is_finalizing():  # a failed __init__; at exit, the process unmaps all
-            return
-        unregister_functions(names)
-        lib.wa_unmap_image(self._base, self._span)
-
 
 # Mapped images by identity: the same verified bytes are linked once per process, for as long as
 # something (a Module, hence its Instances and their Functions) uses them. Weak references whose
-# callback drops the entry (cheaper than a WeakValueDictionary).
+# callback unmaps the image (cheaper than a WeakValueDictionary).
 _mapped: dict[tuple, "weakref.ref[Mapped]"] = {}
+# every live mapping's weak reference (_mapped may forget one: the benchmark clears it), so that its
+# callback runs
+_live: set = set()
 
 
-def _forget(ident: tuple, ref: "weakref.ref[Mapped]") -> None:
+def _release(ident: tuple, ref: "weakref.ref[Mapped]", base: Any, span: int, names: Any) -> None:
+    """Unmap an image once its Mapped is gone. A weak reference's callback, not __del__: a weak
+    reference is dead before its callback runs, so no thread can take the Mapped back from _mapped
+    while its image is unmapped (during a __del__, which releases the GIL to unmap, _map could, and
+    then ran freed or reused code)."""
     if _mapped.get(ident) is ref:
         del _mapped[ident]
+    _live.discard(ref)
+    if sys.is_finalizing():  # at exit, the process unmaps all
+        return
+    unregister_functions(names)
+    lib.wa_unmap_image(base, span)
 
 
 # Linking releases the GIL (a C call): threads instantiating the same Module at once must not link
 # its image twice (or map the same content twice); the first links, the others find its mapping.
 _map_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    # another thread may have held it (linking) at the fork: the child has only this thread
+    global _map_lock
+    _map_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def map_artifact(path: str, v: Verified) -> Mapped:
@@ -355,5 +368,8 @@ def _map(path: str, v: Verified) -> Mapped:
         lib.wa_unmap_image(st.base, st.span)
         raise
     ident = v.identity
-    _mapped[ident] = weakref.ref(m, lambda r, ident=ident: _forget(ident, r))
+    ref = weakref.ref(m, lambda r, ident=ident, base=st.base, span=st.span, names=m._names:
+                      _release(ident, r, base, span, names))
+    _mapped[ident] = ref
+    _live.add(ref)
     return m

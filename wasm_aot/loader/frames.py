@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import bisect
+import os
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -33,12 +34,22 @@ class _Names:
         return meta.get("func_names", {}), meta.get("module_name")
 
 
-_starts: list[int] = []
-_owners: list[tuple[_Names, int | None]] = []  # None: a trampoline or shim, not a wasm frame
+# (sorted code addresses, the owner of each: None for a trampoline or shim, not a wasm frame),
+# replaced whole, so that a reader in another thread never pairs one index's addresses with
+# another's owners
+_index: tuple[list[int], list[tuple[_Names, int | None]]] = ([], [])
 # mapped but not yet indexed (the index is built on the first trap): (names, the artifact's addresses
 # (Mapped.addrs), index of the first defined function, how many, how many trampolines and shims follow)
 _pending: list[tuple[_Names, Any, int, int, int]] = []
 _lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Frame(Record):
@@ -81,6 +92,7 @@ def unregister_functions(names: _Names) -> None:
 def _index_pending() -> None:
     from .runtime import ffi
 
+    global _index
     with _lock:
         if not _pending and not _dead:
             return
@@ -88,26 +100,26 @@ def _index_pending() -> None:
         del _dead[:len(taken)]
         dead = {id(n) for n in taken}
         _pending[:] = [p for p in _pending if id(p[0]) not in dead]
-        entries = [(a, o) for a, o in zip(_starts, _owners) if id(o[0]) not in dead]
+        entries = [(a, o) for a, o in zip(*_index) if id(o[0]) not in dead]
         for names, addrs, first, nfuncs, nothers in _pending:  # (see Mapped.addrs)
             addrs = ffi.unpack(addrs, nfuncs + nothers)
             entries += [(addr, (names, first + i)) for i, addr in enumerate(addrs[:nfuncs])]
             entries += [(addr, (names, None)) for addr in addrs[nfuncs:]]
         _pending.clear()
         entries.sort(key=lambda e: e[0])
-        _starts[:] = [a for a, _ in entries]
-        _owners[:] = [o for _, o in entries]
+        _index = ([a for a, _ in entries], [o for _, o in entries])
 
 
 def describe(pcs: list[int]) -> list[Frame]:
     if _pending or _dead:
         _index_pending()
     out = []
+    starts, owners = _index
     for pc in pcs:
-        k = bisect.bisect_right(_starts, pc - 1) - 1
+        k = bisect.bisect_right(starts, pc - 1) - 1
         if k < 0:
             continue
-        names, idx = _owners[k]
+        names, idx = owners[k]
         if idx is None:
             continue
         func_names, module = names.names()

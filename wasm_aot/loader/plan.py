@@ -6,6 +6,7 @@ allocates what is its own. The description (the JSON) is parsed only if someone 
 """
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Callable
 
@@ -40,6 +41,14 @@ def type_id(t: FuncType) -> int:
 
 
 _description_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _description_lock
+    _description_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Plan:

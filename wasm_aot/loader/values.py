@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import bisect
+import os
+import threading
 import weakref
 import math
 import struct
@@ -79,6 +81,20 @@ def _start(entry: tuple) -> int:
     return entry[0]
 
 
+# Changes to _funcref_entries (a search, then an insert or a delete at its result) are made under this
+# lock: two threads instantiating at once could otherwise insert out of order, or delete the wrong
+# entry (an IndexError was seen). Readers take no lock: see funcref_value.
+_entries_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _entries_lock
+    _entries_lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def externref_bits(x: Any) -> int:
     if x is None:
         return 0
@@ -104,14 +120,16 @@ def register_host_cell(addr: int, fn: Any) -> None:
 def register_funcrefs(start: int, count: int, owner: Any) -> None:
     """owner.funcref_object(index) turns an entry of its funcs array back into a Function. The entry
     goes when the owner does (weakly held: an instance must be collectable)."""
-    _drop_dead()
     # the weak reference's callback only records the death (see _drop_dead); cheaper than a finalize
     entry = (start, start + count * FUNCREF_SIZE, weakref.ref(owner, lambda _r, s=start: _dead_ranges.append(s)))
-    _funcref_entries.insert(bisect.bisect(_funcref_entries, start, key=_start), entry)
+    with _entries_lock:
+        _drop_dead()
+        _funcref_entries.insert(bisect.bisect(_funcref_entries, start, key=_start), entry)
 
 
 def _drop_dead() -> None:
-    # not in the finalizer itself: that may run at any allocation, e.g. between the two inserts above
+    # (under _entries_lock) not in the finalizer itself: that may run at any allocation, even in the
+    # middle of a change
     while _dead_ranges:
         start = _dead_ranges.pop()
         k = bisect.bisect_left(_funcref_entries, start, key=_start)
