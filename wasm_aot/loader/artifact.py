@@ -278,13 +278,11 @@ class Mapped:
     """A linked artifact: its metadata and the addresses of its code. Unmapped once collected (its
     Modules, Instances and Functions hold it): see _release."""
 
-    __slots__ = ("path", "verified", "plan", "addrs", "code", "datas", "sigs", "_base", "_span", "_names",
-                 "__weakref__")
+    __slots__ = ("path", "verified", "plan", "addrs", "code", "datas", "sigs", "_names", "__weakref__")
 
-    def __init__(self, path: str, v: Verified, addrs: Any, base: Any, span: int) -> None:
+    def __init__(self, path: str, v: Verified, addrs: Any) -> None:
         plan = self.plan = v.plan
         self.path, self.verified = path, v
-        self._base, self._span = base, span
         # what the descriptor refers to (see _map): per defined function its code, then per type index
         # its trampoline, per imported function its shim, per data segment its bytes. Owned here, so
         # the frame index can read it once the image is unmapped.
@@ -363,7 +361,7 @@ def _map(path: str, v: Verified) -> Mapped:
     if rc:
         raise ArtifactError(f"{path}: {BAD_METADATA} (its module descriptor does not match it)")
     try:
-        m = Mapped(path, v, addrs, st.base, st.span)
+        m = Mapped(path, v, addrs)
     except BaseException:
         lib.wa_unmap_image(st.base, st.span)
         raise
