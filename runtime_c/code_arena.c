@@ -62,12 +62,15 @@ static void arena_postfork(void) {
     pthread_mutex_unlock(&arena_lock);
 }
 
+/* (at load: registered lazily, a fork between taking arena_lock and registering would leave it held) */
+__attribute__((constructor)) static void arena_register_fork_handlers(void) {
+    if (pthread_atfork(arena_prefork, arena_postfork, arena_postfork) != 0) arena_state = -1;
+}
+
 static int arena_enabled(void) {
     if (!arena_state) {
         const char *e = getenv("WASM_AOT_CODE_ARENA");
         arena_state = e && !strcmp(e, "0") ? -1 : 1;
-        if (arena_state > 0 && pthread_atfork(arena_prefork, arena_postfork, arena_postfork) != 0)
-            arena_state = -1;
     }
     return arena_state > 0;
 }
@@ -177,9 +180,14 @@ static int arena_free(uint8_t *base, size_t page) {
         c->live -= c->code_len[x] + c->data_len[x];
         c->code_len[x] = c->data_len[x] = 0;
         found = 1;
-        if (c->sealed && !c->live) { /* no image of this process left in it */
-            *p = c->next;
-            arena_unmap(c);
+        if (!c->live) { /* an empty chunk goes if it is sealed, or if another open one is empty too */
+            int other_empty = 0;
+            for (arena_chunk *o = arena_chunks; o && !other_empty; o = o->next)
+                other_empty = o != c && !o->sealed && !o->live;
+            if (c->sealed || other_empty) {
+                *p = c->next;
+                arena_unmap(c);
+            }
         }
         break;
     }

@@ -140,3 +140,18 @@ def test_a_fork_strands_no_empty_chunk(tmp_path):
         print(*stats())
     """, a, b)
     assert out.split() == ["0", "0"]
+
+
+def test_dropping_every_image_keeps_at_most_one_empty_chunk(tmp_path):
+    """Empty chunks used to stay until the next fork: a process that loaded 300 modules once kept all
+    five chunks (and their pages) after dropping them. Now one empty chunk stays, for the next image."""
+    paths = [_module(tmp_path, v) for v in range(70)]
+    out = _run("""
+        first = wa.load(sys.argv[-1]).instantiate()
+        xs = [wa.load(p).instantiate() for p in sys.argv[1:-1]]
+        peak = stats()
+        assert all(x.exports.f() == v for v, x in enumerate(xs))
+        del xs; gc.collect()
+        print(peak[1] >= 2, *stats())
+    """, *paths, _module(tmp_path, 999))
+    assert out.split() == ["True", "0", "1"]

@@ -44,12 +44,22 @@ _pending: list[tuple[_Names, Any, int, int, int]] = []
 _lock = threading.Lock()
 
 
+# Held across a fork: a fork in the middle of _index_pending left the child an index with entries of
+# modules it had already forgotten (the rebuild drops them from _dead before publishing _index).
+def _before_fork() -> None:
+    _lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _lock.release()
+
+
 def _after_fork_in_child() -> None:
     global _lock
-    _lock = threading.Lock()  # another thread may have held it at the fork
+    _lock = threading.Lock()  # (the child has only the forking thread, which held the old one)
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 
 
 class Frame(Record):
