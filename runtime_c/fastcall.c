@@ -4,9 +4,10 @@
  * into a slot buffer on the C stack, the GIL is released, and wa_invoke (in wasm_aot._runtime,
  * reached through a pointer handed over at import) enters wasm.  A host function with a numeric
  * signature is called back the same way, without the cffi callback machinery.  Signatures with
- * v128 or reference types take the Python path (wasm_aot/loader/externs.py).
+ * reference types take the Python path (wasm_aot/loader/externs.py).
  *
- * Kinds: one byte per value, the wasm type's encoding byte (0x7F i32, 0x7E i64, 0x7D f32, 0x7C f64).
+ * Kinds: one byte per value, the wasm type's encoding byte (0x7F i32, 0x7E i64, 0x7D f32, 0x7C f64,
+ * 0x7B v128: an int of 128 bits, lane 0 in the low bits, both words of its slot).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -17,6 +18,7 @@
 #define K_I64 0x7E
 #define K_F32 0x7D
 #define K_F64 0x7C
+#define K_V128 0x7B
 #define MAX_VALUES 16 /* beyond this, the Python path */
 #define SLOT 16
 #define MAX_FRAMES 64
@@ -31,11 +33,24 @@ static const char *kind_name(int k) {
     case K_I32: return "i32";
     case K_I64: return "i64";
     case K_F32: return "f32";
+    case K_V128: return "v128";
     default: return "f64";
     }
 }
 
 static PyObject *value_class; /* wasm_aot.types.Value, looked up when first needed */
+static PyObject *v128_lo, *v128_hi, *sixty_four; /* -2**127, 2**128, 64: made at init */
+
+/* An int known to lie in [-2**127, 2**128) -> its two's complement bits, low word first. */
+static int int128_words(PyObject *x, uint64_t *out) {
+    out[0] = PyLong_AsUnsignedLongLongMask(x);
+    if (out[0] == (uint64_t)-1 && PyErr_Occurred()) return -1;
+    PyObject *hi = PyNumber_Rshift(x, sixty_four);
+    if (!hi) return -1;
+    out[1] = PyLong_AsUnsignedLongLongMask(hi);
+    Py_DECREF(hi);
+    return out[1] == (uint64_t)-1 && PyErr_Occurred() ? -1 : 0;
+}
 
 /* A wa.Value given where a number of `kind` goes: its exact bits (1: so NaN payloads cross as they
  * are), not a wa.Value (0), or an error set (-1). Only reached when x is no int or float. */
@@ -60,6 +75,11 @@ static int value_bits(PyObject *x, int kind, uint64_t *out) {
     Py_DECREF(t);
     PyObject *b = PyObject_GetAttrString(x, "_bits");
     if (!b) return -1;
+    if (kind == K_V128) {
+        int r = int128_words(b, out);
+        Py_DECREF(b);
+        return r < 0 ? -1 : 1;
+    }
     unsigned long long u = PyLong_AsUnsignedLongLong(b);
     Py_DECREF(b);
     if (u == (unsigned long long)-1 && PyErr_Occurred()) return -1;
@@ -67,8 +87,24 @@ static int value_bits(PyObject *x, int kind, uint64_t *out) {
     return 1;
 }
 
-/* Python value (or wa.Value) -> slot bits, with the checks of values.py (TypeError, ValueError). */
+/* Python value (or wa.Value) -> slot bits, with the checks of values.py (TypeError, ValueError):
+ * out[0], and out[1] for a v128. */
 static int to_bits(PyObject *x, int kind, uint64_t *out) {
+    if (kind == K_V128) {
+        if (!PyLong_Check(x) || PyBool_Check(x)) {
+            int r = value_bits(x, kind, out);
+            if (r) return r > 0 ? 0 : -1;
+            PyErr_Format(PyExc_TypeError, "expected an int for v128, got %s", Py_TYPE(x)->tp_name);
+            return -1;
+        }
+        int ge = PyObject_RichCompareBool(x, v128_lo, Py_GE), lt = ge > 0 ? PyObject_RichCompareBool(x, v128_hi, Py_LT) : 0;
+        if (ge < 0 || lt < 0) return -1;
+        if (!lt) {
+            PyErr_Format(PyExc_ValueError, "%S is out of range for v128", x);
+            return -1;
+        }
+        return int128_words(x, out);
+    }
     if (kind == K_I32 || kind == K_I64) {
         if (!PyLong_Check(x) || PyBool_Check(x)) {
             int r = value_bits(x, kind, out);
@@ -114,8 +150,19 @@ static int to_bits(PyObject *x, int kind, uint64_t *out) {
     return 0;
 }
 
-static PyObject *from_bits(uint64_t bits, int kind) {
+/* A slot's bits (slot[1] too for a v128) -> the Python value. */
+static PyObject *from_bits(const uint64_t *slot, int kind) {
+    uint64_t bits = slot[0];
     switch (kind) {
+    case K_V128: {
+        PyObject *hi = PyLong_FromUnsignedLongLong(slot[1]), *lo = PyLong_FromUnsignedLongLong(bits);
+        PyObject *shifted = hi && lo ? PyNumber_Lshift(hi, sixty_four) : NULL;
+        PyObject *r = shifted ? PyNumber_Or(shifted, lo) : NULL;
+        Py_XDECREF(hi);
+        Py_XDECREF(lo);
+        Py_XDECREF(shifted);
+        return r;
+    }
     case K_I32: return PyLong_FromLong((int32_t)(uint32_t)bits);
     case K_I64: return PyLong_FromLongLong((int64_t)bits);
     case K_F32: {
@@ -185,11 +232,11 @@ static PyObject *callable_call(PyObject *o, PyObject *args, PyObject *kw) {
         return NULL;
     }
     if (self->nresults == 0) Py_RETURN_NONE;
-    if (self->nresults == 1) return from_bits(slots[0], self->results[0]);
+    if (self->nresults == 1) return from_bits(&slots[0], self->results[0]);
     PyObject *t = PyTuple_New(self->nresults);
     if (!t) return NULL;
     for (int i = 0; i < self->nresults; i++) {
-        PyObject *v = from_bits(slots[2 * i], self->results[i]);
+        PyObject *v = from_bits(&slots[2 * i], self->results[i]);
         if (!v) { Py_DECREF(t); return NULL; }
         PyTuple_SET_ITEM(t, i, v);
     }
@@ -203,7 +250,7 @@ static int parse_kinds(PyObject *b, unsigned char *out, int *n) {
     if (len > MAX_VALUES) { *n = -1; return 0; }
     for (Py_ssize_t i = 0; i < len; i++) {
         unsigned char k = (unsigned char)s[i];
-        if (k != K_I32 && k != K_I64 && k != K_F32 && k != K_F64) { *n = -1; return 0; }
+        if (k != K_I32 && k != K_I64 && k != K_F32 && k != K_F64 && k != K_V128) { *n = -1; return 0; }
         out[i] = k;
     }
     *n = (int)len;
@@ -297,7 +344,7 @@ static int host_dispatch(void *handle, uint8_t *slot_bytes) {
     int off = 1, n = 0; /* argv[0] is left free for PY_VECTORCALL_ARGUMENTS_OFFSET */
     if (e->ctx != Py_None) { argv[off + n++] = e->ctx; Py_INCREF(e->ctx); }
     for (int i = 0; i < e->nparams; i++) {
-        PyObject *v = from_bits(slots[2 * i], e->params[i]);
+        PyObject *v = from_bits(&slots[2 * i], e->params[i]);
         if (!v) goto done_args;
         argv[off + n++] = v;
     }
@@ -385,6 +432,12 @@ static PyObject *init(PyObject *mod, PyObject *args) {
     (void)mod;
     if (!PyArg_ParseTuple(args, "KK", &invoke, &cell)) return NULL;
     wa_invoke_p = (invoke_fn)(uintptr_t)invoke;
+    if (!sixty_four) {
+        v128_lo = PyLong_FromString("-170141183460469231731687303715884105728", NULL, 10);
+        v128_hi = PyLong_FromString("340282366920938463463374607431768211456", NULL, 10);
+        sixty_four = PyLong_FromLong(64);
+        if (!v128_lo || !v128_hi || !sixty_four) return NULL;
+    }
     *(int (**)(void *, uint8_t *))(uintptr_t)cell = host_dispatch;
     Py_RETURN_NONE;
 }

@@ -96,6 +96,23 @@ def test_v128_arguments_are_checked(inst):
             inst.exports.add(bad, 0)
 
 
+def test_v128_calls_cross_in_c_as_the_python_path_does(inst):
+    """v128 signatures take the C fast path (_fastcall) too: every value, and every refusal, as the
+    Python path (values.py) gives them."""
+    add, via_host = inst.func("add"), inst.func("via_host")
+    for a, b in ((0, 0), (-1, 1), ((1 << 128) - 1, 1), (-(1 << 127), (1 << 127) - 1), (i32x4(1, -2, 3, -4), 5),
+                 (wa.Value(wa.V128, 7), wa.Value(wa.V128, (1 << 128) - 1))):
+        assert add(a, b) == add._call_slow(a, b)
+    for v in (0, -1, 1 << 127, 0xDEAD << 64):
+        assert via_host(v) == via_host._call_slow(v) == i32x4(*(2 * x for x in lanes(v % (1 << 128))))
+    for bad in (1 << 128, -(1 << 127) - 1, 1.5, True, None, wa.Value(wa.I32, 1)):
+        with pytest.raises((TypeError, ValueError)) as fast:
+            add(bad, 0)
+        with pytest.raises((TypeError, ValueError)) as slow:
+            add._call_slow(bad, 0)
+        assert (type(fast.value), str(fast.value)) == (type(slow.value), str(slow.value))
+
+
 NAN_SRC = """
 (module
  (func (export "add0") (param v128) (result v128) (f32x4.add (local.get 0) (v128.const f32x4 -0 -0 -0 -0)))

@@ -91,8 +91,8 @@ class Context:
 class Function(_fastcall.Callable):
     """A function: a host function (a Python callable with a wasm type) or a wasm export.
 
-    Calls of wasm functions with numeric signatures go through C (_fastcall.Callable); the rest,
-    and host functions called from Python, through _call_slow."""
+    Calls of wasm functions whose signatures have no reference types (numbers and v128) go through C
+    (_fastcall.Callable); the rest, and host functions called from Python, through _call_slow."""
 
     def __init__(self, fn: Callable[..., Any], type: FuncType, pass_context: bool = False) -> None:
         if not callable(fn):
