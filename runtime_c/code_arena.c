@@ -18,9 +18,10 @@
  * the arena off for deployments that want no writable alias of code at all.
  *
  * fork: both processes would share the chunks' pages (shared memory stays shared), so pages freed
- * and reused in one would overwrite code the other still runs.  At fork every existing chunk is
- * sealed in both processes: its images run and are freed as before, but its pages are never handed
- * out again; new images go to new chunks, private to each process.
+ * and reused in one would overwrite code the other still runs.  At fork every chunk in use is sealed
+ * in both processes: its images run and are freed as before, but its pages are never handed out
+ * again, and it goes with its last image; empty chunks are unmapped.  New images go to new chunks,
+ * private to each process.  Outside forks, at most one empty chunk is kept, for the next image.
  */
 
 #define ARENA_REGION WA_IMAGE_DATA_AT /* a chunk: this much code, then this much data */
@@ -62,7 +63,8 @@ static void arena_postfork(void) {
     pthread_mutex_unlock(&arena_lock);
 }
 
-/* (at load: registered lazily, a fork between taking arena_lock and registering would leave it held) */
+/* (when the runtime loads: registered on first use, a fork between taking arena_lock and registering
+ * would have left it held in the child) */
 __attribute__((constructor)) static void arena_register_fork_handlers(void) {
     if (pthread_atfork(arena_prefork, arena_postfork, arena_postfork) != 0) arena_state = -1;
 }
