@@ -3,7 +3,6 @@ failure here is a crash, a hang or another module's code running), for a few sec
 distinct modules as the races need (loads of one content share one mapping)."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
