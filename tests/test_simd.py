@@ -171,3 +171,20 @@ def test_a_quieted_result_narrowed_by_llvm_compiles(opt):
     lo, hi, lo2, hi2 = struct.unpack("<4Q", inst.exports.mem.read(0, 32))
     assert lo & 0x7FFFFFFFFFFFFFFF == 0x7FF8000000000000 and hi == 0x3FF0000000000000
     assert lo2 & 0x7FF8000000000000 == 0x7FF8000000000000 and hi2 == 0x3FF0000000000000
+
+
+@pytest.mark.parametrize("opt", [0, 1, 2, 3])
+def test_a_float_local_never_set_is_no_foldable_zero(opt):
+    """x - local, the local never set (so +0): LLVM folded it to x at -O1 and above, leaving a
+    signalling NaN x unquieted (found by the differential fuzzer). A float local's initial zero is
+    opaque to LLVM now, scalar and v128."""
+    src = """(module
+     (func (export "sub32") (param i32) (result i32) (local f32)
+       (i32.reinterpret_f32 (f32.sub (f32.reinterpret_i32 (local.get 0)) (local.get 1))))
+     (func (export "sub64") (param i64) (result i64) (local f64)
+       (i64.reinterpret_f64 (f64.sub (f64.reinterpret_i64 (local.get 0)) (local.get 1))))
+     (func (export "subv") (param v128) (result v128) (local v128) (f32x4.sub (local.get 0) (local.get 1))))"""
+    e = wa.compile(wat(src), opt_level=opt).instantiate().exports
+    assert e.sub32(0x7F800001) == 0x7FC00001
+    assert e.sub64(0x7FF0000000000001) == 0x7FF8000000000001
+    assert e.subv(i32x4(0x7F800001, 1, 0x7FA00000, 0)) == i32x4(0x7FC00001, 1, 0x7FE00000, 0)

@@ -160,7 +160,7 @@ class FuncCodegen:
             self.locals.append((a, VALTYPE[t]))
         for t in self.func.locals:
             a = b.alloca(VALTYPE[t])
-            b.store(zero(t), a)
+            b.store(self.local_zero(t), a)
             self.locals.append((a, VALTYPE[t]))
         self.mem_base = self.ctx_field("mem0_base", PTR) if self.mc.has_memory else None
         if self.mc.needs_stack_check(self.func):
@@ -514,6 +514,17 @@ class FuncCodegen:
         self.stack.append(self.b.bitcast(c, t))
         if magnitude in (0, (1 << (it.width - 2)) - (1 << mant)):  # ±0, ±1
             self.fidentities.add(id(self.stack[-1]))
+
+    def local_zero(self, t: ValType) -> ll.Value:
+        """A local's initial zero. A float one is opaque when optimising: LLVM would otherwise fold
+        `x - local` (or +, *, /, min, max with an identity) of a local never set to x itself, leaving a
+        signalling NaN x unquieted (the differential fuzzer found it)."""
+        if self.mc.opt_level <= 0 or t not in (ValType.F32, ValType.F64, ValType.V128):
+            return zero(t)
+        if t is ValType.V128:
+            return self.b.call(_OPAQUE_ASM[VALTYPE[t]], [zero(t)])
+        it = I32 if t is ValType.F32 else I64
+        return self.b.bitcast(self.b.call(_OPAQUE_ASM[it], [ll.Constant(it, 0)]), VALTYPE[t])
 
     def opaque_asm(self, t: ll.Type) -> ll.InlineAsm:
         return _OPAQUE_ASM[t]
