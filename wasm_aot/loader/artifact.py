@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import struct
 import sys
-import threading
 import weakref
 from typing import Any
 
@@ -19,6 +18,7 @@ from ..errors import ArtifactError
 from ..version import __version__
 from .cpu import missing_features
 from .frames import register_functions, unregister_functions
+from .locks import fork_safe_lock
 from .plan import Plan
 from .runtime import ffi, lib
 
@@ -325,16 +325,7 @@ def _release(ident: tuple, ref: "weakref.ref[Mapped]", base: Any, span: int, nam
 
 # Linking releases the GIL (a C call): threads instantiating the same Module at once must not link
 # its image twice (or map the same content twice); the first links, the others find its mapping.
-_map_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    # another thread may have held it (linking) at the fork: the child has only this thread
-    global _map_lock
-    _map_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_map_lock = fork_safe_lock()
 
 
 def map_artifact(path: str, v: Verified) -> Mapped:

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import bisect
-import os
-import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
 from ..types import Record, _set
+from .locks import fork_safe_lock
 
 if TYPE_CHECKING:
     from .artifact import Mapped, Verified
@@ -41,25 +40,9 @@ _index: tuple[list[int], list[tuple[_Names, int | None]]] = ([], [])
 # mapped but not yet indexed (the index is built on the first trap): (names, the artifact's addresses
 # (Mapped.addrs), index of the first defined function, how many, how many trampolines and shims follow)
 _pending: list[tuple[_Names, Any, int, int, int]] = []
-_lock = threading.Lock()
-
-
 # Held across a fork: a fork in the middle of _index_pending left the child an index with entries of
 # modules it had already forgotten (the rebuild drops them from _dead before publishing _index).
-def _before_fork() -> None:
-    _lock.acquire()
-
-
-def _after_fork_in_parent() -> None:
-    _lock.release()
-
-
-def _after_fork_in_child() -> None:
-    global _lock
-    _lock = threading.Lock()  # (the child has only the forking thread, which held the old one)
-
-
-os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
+_lock = fork_safe_lock(held_across_fork=True)
 
 
 class Frame(Record):

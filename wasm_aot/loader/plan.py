@@ -6,12 +6,11 @@ allocates what is its own. The description (the JSON) is parsed only if someone 
 """
 from __future__ import annotations
 
-import os
-import threading
 from typing import Any, Callable
 
 from ..metadata import _VALTYPES, decode_indices, extern_from_record, indices_from_bytes, loads
 from ..types import FuncType
+from .locks import fork_safe_lock
 from .runtime import ffi, lib
 
 # Process-wide canonical ids of function types, which call_indirect compares: by the load record's
@@ -40,15 +39,7 @@ def type_id(t: FuncType) -> int:
     return i
 
 
-_description_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    global _description_lock
-    _description_lock = threading.Lock()  # another thread may have held it at the fork
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_description_lock = fork_safe_lock()
 
 
 class Plan:

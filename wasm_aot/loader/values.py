@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import bisect
-import os
-import threading
 import weakref
 import math
 import struct
 from typing import Any, Callable
 
 from ..types import ValType, Value
+from .locks import fork_safe_lock
 from .runtime import ffi
 
 _f32 = struct.Struct("<f")
@@ -84,15 +83,7 @@ def _start(entry: tuple) -> int:
 # Changes to _funcref_entries (a search, then an insert or a delete at its result) are made under this
 # lock: two threads instantiating at once could otherwise insert out of order, or delete the wrong
 # entry (an IndexError was seen). Readers take no lock: see funcref_value.
-_entries_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    global _entries_lock
-    _entries_lock = threading.Lock()  # another thread may have held it at the fork
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_entries_lock = fork_safe_lock()
 
 
 def externref_bits(x: Any) -> int:
