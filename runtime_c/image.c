@@ -63,7 +63,6 @@ struct wa_image {
     int view_mapped;
     Elf64_Ehdr eh;        /* the headers the copy was laid out by */
     Elf64_Phdr ph[IMG_MAX_PHDRS];
-    size_t covered;       /* pages that segments cover */
     int linked;
     int claimed;          /* a wa_image_link has begun: an image is linked once, by one thread */
 };
@@ -116,14 +115,17 @@ static int arena_shape(const wa_image *im, size_t page, size_t *code, size_t *da
 static int layout(wa_image *im, int fd, char *err, size_t errlen) {
     const Elf64_Ehdr *eh = &im->eh;
     const Elf64_Phdr *ph = im->ph;
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), code_pages, data_pages;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), code_pages, data_pages, covered = 0;
     if (!im->view_mapped && arena_shape(im, page, &code_pages, &data_pages) &&
         (im->base = arena_alloc(code_pages, data_pages, page, &im->rw))) {
         im->in_arena = 1;
     } else {
         /* copies are populated up front (one call instead of a page fault per page), unless the
          * image has a gap, whose pages are never touched */
-        int populate = !im->view_mapped && im->covered == im->span / page;
+        for (int i = 0; i < eh->e_phnum; i++)
+            if (ph[i].p_type == PT_LOAD)
+                covered += (ph[i].p_vaddr + ph[i].p_memsz + page - 1) / page - ph[i].p_vaddr / page;
+        int populate = !im->view_mapped && covered == im->span / page;
         im->base = mmap(NULL, im->span, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS | (populate ? MAP_POPULATE : MAP_NORESERVE), -1, 0);
         if (im->base == MAP_FAILED) {
@@ -243,7 +245,7 @@ wa_image *wa_image_open(const char *path, const void *mem, uint64_t mem_len, uin
     memcpy(im->ph, view + eh->e_phoff, (size_t)eh->e_phnum * sizeof(Elf64_Phdr));
     const Elf64_Phdr *ph = im->ph;
     int has_dynamic = 0;
-    uint64_t prev_end = 0, covered = 0; /* pages that segments cover */
+    uint64_t prev_end = 0;
     for (int i = 0; i < eh->e_phnum; i++) {
         if (ph[i].p_type == PT_LOAD) {
             if (ph[i].p_filesz > ph[i].p_memsz || !in_file(ph[i].p_offset, ph[i].p_filesz, len) ||
@@ -254,7 +256,6 @@ wa_image *wa_image_open(const char *path, const void *mem, uint64_t mem_len, uin
             if (ph[i].p_filesz) prev_end = ph[i].p_offset + ph[i].p_filesz;
             size_t end = (ph[i].p_vaddr + ph[i].p_memsz + page - 1) & ~(page - 1);
             if (end > im->span) im->span = end;
-            covered += (end - (ph[i].p_vaddr & ~(uint64_t)(page - 1))) / page;
         } else if (ph[i].p_type == PT_DYNAMIC) {
             has_dynamic = 1;
         } else if (ph[i].p_type == PT_TLS || ph[i].p_type == PT_INTERP) {
@@ -262,7 +263,6 @@ wa_image *wa_image_open(const char *path, const void *mem, uint64_t mem_len, uin
         }
     }
     if (!im->span || !has_dynamic) IMG_FAIL("no loadable segments or no dynamic section");
-    im->covered = covered;
     /* a copy is laid out when it is linked: a load that finds its content mapped already (the loader
      * links each content once) never pays for it; a file mapping is laid out now, while its file is open */
     if (im->view_mapped && layout(im, fd, err, errlen) != 0) goto fail;
