@@ -380,17 +380,22 @@ class Gen:
             it = "i32" if t == "f32" else "i64"
             return f"({t}.reinterpret_{it} {e(it, d1)})"
         if c < 0.93:
-            # identity-ish constants through a local (not a direct const operand)
-            loc = self.new_local(t)
-            one = self.ch(["1.0", "-1.0", "0.0", "-0.0", "1.0"])
-            op = self.ch(["mul", "mul", "div", "add", "sub"])
-            return (f"(block (result {t}) (local.set {loc} ({t}.const {one})) "
-                    f"{self.maybe_split(d1)}({t}.{op} {e(t, d1)} (local.get {loc})))")
+            return self.identity_via_local(t, t, t, lambda one: f"({t}.const {one})", lambda: e(t, d1), d1)
         return f"({t}.{self.ch(['add', 'sub', 'mul', 'div'])} {e(t, d1)} {self.const(t)})"
 
     def _eqz(self, d1):
         it = self.ch(["i32", "i64"])
         return f"({it}.eqz {self.e(it, d1)})"
+
+    def identity_via_local(self, t, result, op_prefix, const, operand, d):
+        """operand OP c (of wasm type `result`), c an identity-ish constant (±1, ±0) held in a local
+        of type t, not a direct const operand: LLVM sees the identity only by propagation. const(one)
+        is c's text; operand() is called after the split, so the random choices keep their order."""
+        loc = self.new_local(t)
+        one = self.ch(["1.0", "-1.0", "0.0", "-0.0", "1.0"])
+        op = self.ch(["mul", "mul", "div", "add", "sub"])
+        return (f"(block (result {result}) (local.set {loc} {const(one)}) "
+                f"{self.maybe_split(d)}({op_prefix}.{op} {operand()} (local.get {loc})))")
 
     def maybe_split(self, d):
         """something that may end a basic block"""
@@ -776,12 +781,8 @@ class Gen:
                 a, b = b, a
             return f"({sh}.{self.ch(FV_BIN)} {a} {b})"
         if c < 0.36:
-            # identity-ish constant through a local (not a direct const operand)
-            loc = self.new_local(t)
-            one = self.ch(["1.0", "-1.0", "0.0", "-0.0", "1.0"])
-            op = self.ch(["mul", "mul", "div", "add", "sub"])
-            return (f"(block (result v128) (local.set {loc} (v128.const {sh} {' '.join([one] * (16 // lb))})) "
-                    f"{self.maybe_split(d1)}({sh}.{op} {e(t, d1)} (local.get {loc})))")
+            splat = lambda one: f"(v128.const {sh} {' '.join([one] * (16 // lb))})"  # noqa: E731
+            return self.identity_via_local(t, "v128", sh, splat, lambda: e(t, d1), d1)
         if c < 0.48:
             return f"({sh}.{self.ch(FV_UN)} {e(t, d1)})"
         if c < 0.53:
